@@ -1,0 +1,218 @@
+// What every cell's binding shares: argument checks that name the argument and
+// the shape expected, dtype dispatch, output allocation, and the GIL released
+// around the kernel. A cell's binding file only names the cell and its options.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <initializer_list>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "rnnkit/sequence.hpp"
+
+namespace rnnkit::bind {
+
+namespace py = pybind11;
+
+inline std::string shape_str(const std::vector<py::ssize_t>& s) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << "]";
+  return o.str();
+}
+
+inline std::vector<py::ssize_t> shape_of(const py::array& a) {
+  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
+}
+
+// Checks dtype, C order and shape of `a`; `legend` names the expected shape ("[T, N, C]").
+template <class S>
+const S* checked(const py::array& a, const char* name, std::vector<py::ssize_t> shape, const char* legend) {
+  if (!a.dtype().is(py::dtype::of<S>()))
+    throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(py::dtype::of<S>())) +
+                         " (the dtype of x), got " + std::string(py::str(a.dtype())));
+  if (shape_of(a) != shape)
+    throw py::value_error(std::string(name) + ": expected shape " + legend + " = " + shape_str(shape) + ", got " +
+                          shape_str(shape_of(a)));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + ": expected a C-contiguous array");
+  return static_cast<const S*>(a.data());
+}
+
+template <class S>
+const S* optional(const py::object& o, const char* name, std::vector<py::ssize_t> shape, const char* legend) {
+  if (o.is_none()) return nullptr;
+  if (!py::isinstance<py::array>(o)) throw py::type_error(std::string(name) + ": expected a numpy array or None");
+  return checked<S>(py::reinterpret_borrow<py::array>(o), name, shape, legend);
+}
+
+template <class S>
+py::array_t<S> empty(std::initializer_list<py::ssize_t> shape) {
+  return py::array_t<S>(std::vector<py::ssize_t>(shape));
+}
+
+template <class S>
+S* mut(py::array_t<S>& a) {
+  return a.mutable_data();
+}
+
+inline const int64_t* checked_lengths(const py::object& o, Index N, Index T) {
+  if (o.is_none()) return nullptr;
+  if (!py::isinstance<py::array>(o)) throw py::type_error("lengths: expected a numpy array or None");
+  auto a = py::reinterpret_borrow<py::array>(o);
+  if (!a.dtype().is(py::dtype::of<int64_t>()))
+    throw py::type_error("lengths: expected dtype int64, got " + std::string(py::str(a.dtype())));
+  if (shape_of(a) != std::vector<py::ssize_t>{N} || !(a.flags() & py::array::c_style))
+    throw py::value_error("lengths: expected a C-contiguous array of shape [N] = [" + std::to_string(N) + "], got " +
+                          shape_str(shape_of(a)));
+  const auto* l = static_cast<const int64_t*>(a.data());
+  for (Index n = 0; n < N; ++n)
+    if (l[n] < 0 || l[n] > T)
+      throw py::value_error("lengths: expected values in [0, T] = [0, " + std::to_string(T) + "], got " +
+                            std::to_string(l[n]) + " at index " + std::to_string(n));
+  return l;
+}
+
+// Shapes of one call, read from x and W_hh and checked against every other argument.
+template <class Cell>
+Dims dims_of(const py::array& x, const py::array& W_hh) {
+  if (x.ndim() != 3)
+    throw py::value_error("x: expected a 3-D array [T, N, C], got shape " + shape_str(shape_of(x)));
+  if (W_hh.ndim() != 2 || W_hh.shape(0) != Cell::G * W_hh.shape(1))
+    throw py::value_error("W_hh: expected shape [G*H, H] with G = " + std::to_string(Cell::G) + ", got " +
+                          shape_str(shape_of(W_hh)));
+  return {x.shape(0), x.shape(1), x.shape(2), W_hh.shape(1)};
+}
+
+template <class S, class Cell>
+Weights<S> checked_weights(const Dims& d, const py::array& W_ih, const py::array& W_hh, const py::array& b_ih,
+                           const py::array& b_hh) {
+  const py::ssize_t GH = Cell::G * d.H;
+  return {checked<S>(W_ih, "W_ih", {GH, d.C}, "[G*H, C]"), checked<S>(W_hh, "W_hh", {GH, d.H}, "[G*H, H]"),
+          checked<S>(b_ih, "b_ih", {GH}, "[G*H]"), checked<S>(b_hh, "b_hh", {GH}, "[G*H]")};
+}
+
+// Returns (y, h_n, c_n or None, h_prev, aux or None, gates).
+template <class S, class Cell>
+py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W_ih, const py::array& W_hh,
+                        const py::array& b_ih, const py::array& b_hh, const py::object& h0, const py::object& c0,
+                        const py::object& lengths, bool reverse) {
+  const Dims d = dims_of<Cell>(x, W_hh);
+  const Index T = d.T, N = d.N, H = d.H;
+  const Weights<S> w = checked_weights<S, Cell>(d, W_ih, W_hh, b_ih, b_hh);
+  ForwardBuffers<S> b{};
+  b.x = checked<S>(x, "x", {T, N, d.C}, "[T, N, C]");
+  b.h0 = optional<S>(h0, "h0", {N, H}, "[N, H]");
+  b.c0 = Cell::has_c ? optional<S>(c0, "c0", {N, H}, "[N, H]") : nullptr;
+  b.lengths = checked_lengths(lengths, N, T);
+  b.reverse = reverse;
+  auto y = empty<S>({T, N, H}), h_n = empty<S>({N, H}), h_prev = empty<S>({T, N, H});
+  auto gates = empty<S>({T, N, Cell::G * H});
+  py::object c_n = py::none(), aux = py::none();
+  b.y = mut(y), b.h_n = mut(h_n), b.h_prev = mut(h_prev), b.gates = mut(gates);
+  if (Cell::has_c) {
+    auto a = empty<S>({N, H});
+    b.c_n = mut(a);
+    c_n = a;
+  }
+  if (cell.has_aux()) {
+    auto a = empty<S>({T, N, H});
+    b.aux = mut(a);
+    aux = a;
+  }
+  {
+    py::gil_scoped_release release;
+    forward(cell, d, w, b, get_num_threads());
+  }
+  return py::make_tuple(y, h_n, c_n, h_prev, aux, gates);
+}
+
+// Returns (dx, dh0, dc0 or None, dW_ih, dW_hh, db_ih, db_hh).
+template <class S, class Cell>
+py::tuple backward_typed(const Cell& cell, const py::array& x, const py::array& W_ih, const py::array& W_hh,
+                         const py::array& b_ih, const py::array& b_hh, const py::object& lengths, bool reverse,
+                         const py::array& h_prev, const py::object& aux, const py::array& gates, const py::array& dy,
+                         const py::object& dh_n, const py::object& dc_n) {
+  const Dims d = dims_of<Cell>(x, W_hh);
+  const Index T = d.T, N = d.N, C = d.C, H = d.H, GH = Cell::G * H;
+  const Weights<S> w = checked_weights<S, Cell>(d, W_ih, W_hh, b_ih, b_hh);
+  BackwardBuffers<S> b{};
+  b.x = checked<S>(x, "x", {T, N, C}, "[T, N, C]");
+  b.lengths = checked_lengths(lengths, N, T);
+  b.reverse = reverse;
+  b.h_prev = checked<S>(h_prev, "cache.h_prev", {T, N, H}, "[T, N, H]");
+  b.aux = cell.has_aux() ? optional<S>(aux, "cache.aux", {T, N, H}, "[T, N, H]") : nullptr;
+  if (cell.has_aux() && !b.aux) throw py::value_error("cache.aux: missing");
+  b.gates = checked<S>(gates, "cache.gates", {T, N, GH}, "[T, N, G*H]");
+  b.dy = checked<S>(dy, "dy", {T, N, H}, "[T, N, H]");
+  b.dh_n = optional<S>(dh_n, "dh_n", {N, H}, "[N, H]");
+  b.dc_n = Cell::has_c ? optional<S>(dc_n, "dc_n", {N, H}, "[N, H]") : nullptr;
+  auto dx = empty<S>({T, N, C}), dh0 = empty<S>({N, H});
+  auto dW_ih = empty<S>({GH, C}), dW_hh = empty<S>({GH, H}), db_ih = empty<S>({GH}), db_hh = empty<S>({GH});
+  py::object dc0 = py::none();
+  b.dx = mut(dx), b.dh0 = mut(dh0), b.dW_ih = mut(dW_ih), b.dW_hh = mut(dW_hh), b.db_ih = mut(db_ih),
+  b.db_hh = mut(db_hh);
+  if (Cell::has_c) {
+    auto a = empty<S>({N, H});
+    b.dc0 = mut(a);
+    dc0 = a;
+  }
+  std::vector<S> dgates(static_cast<size_t>(T * N * GH));
+  std::vector<S> dextra(cell.has_dextra() ? static_cast<size_t>(T * N * H) : 0);
+  b.dgates = dgates.data();
+  b.dextra = dextra.data();
+  {
+    py::gil_scoped_release release;
+    backward(cell, d, w, b, get_num_threads());
+  }
+  return py::make_tuple(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh);
+}
+
+inline bool is_f32(const py::array& x) { return x.dtype().is(py::dtype::of<float>()); }
+inline bool is_f64(const py::array& x) { return x.dtype().is(py::dtype::of<double>()); }
+inline void check_float(const py::array& x) {
+  if (!is_f32(x) && !is_f64(x))
+    throw py::type_error("x: expected dtype float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+
+// Registers <name>_forward and <name>_backward for a cell; make_cell(options) builds it.
+template <class Cell, class MakeCell>
+void bind_cell(py::module_& m, const char* name, MakeCell make_cell) {
+  using py::arg;
+  m.def(
+      (std::string(name) + "_forward").c_str(),
+      [make_cell](const py::array& x, const py::array& W_ih, const py::array& W_hh, const py::array& b_ih,
+                  const py::array& b_hh, const py::object& h0, const py::object& c0, const py::object& lengths,
+                  bool reverse, const py::dict& options) {
+        check_float(x);
+        const Cell cell = make_cell(options);
+        return is_f32(x) ? forward_typed<float>(cell, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse)
+                         : forward_typed<double>(cell, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse);
+      },
+      arg("x").noconvert(), arg("W_ih").noconvert(), arg("W_hh").noconvert(), arg("b_ih").noconvert(),
+      arg("b_hh").noconvert(), arg("h0").none(true), arg("c0").none(true), arg("lengths").none(true), arg("reverse"),
+      arg("options"));
+  m.def(
+      (std::string(name) + "_backward").c_str(),
+      [make_cell](const py::array& x, const py::array& W_ih, const py::array& W_hh, const py::array& b_ih,
+                  const py::array& b_hh, const py::object& lengths, bool reverse, const py::array& h_prev,
+                  const py::object& aux, const py::array& gates, const py::array& dy, const py::object& dh_n,
+                  const py::object& dc_n, const py::dict& options) {
+        check_float(x);
+        const Cell cell = make_cell(options);
+        return is_f32(x) ? backward_typed<float>(cell, x, W_ih, W_hh, b_ih, b_hh, lengths, reverse, h_prev, aux,
+                                                 gates, dy, dh_n, dc_n)
+                         : backward_typed<double>(cell, x, W_ih, W_hh, b_ih, b_hh, lengths, reverse, h_prev, aux,
+                                                  gates, dy, dh_n, dc_n);
+      },
+      arg("x").noconvert(), arg("W_ih").noconvert(), arg("W_hh").noconvert(), arg("b_ih").noconvert(),
+      arg("b_hh").noconvert(), arg("lengths").none(true), arg("reverse"), arg("h_prev").noconvert(),
+      arg("aux").none(true), arg("gates").noconvert(), arg("dy").noconvert(), arg("dh_n").none(true),
+      arg("dc_n").none(true), arg("options"));
+}
+
+}  // namespace rnnkit::bind

@@ -1,0 +1,14 @@
+#include "bind_common.hpp"
+#include "rnnkit/rnn.hpp"
+
+namespace rnnkit::bind {
+
+void bind_rnn(py::module_& m) {
+  bind_cell<RnnCell>(m, "rnn", [](const py::dict& o) {
+    RnnCell cell;
+    cell.relu = o.contains("relu") && py::cast<bool>(o["relu"]);
+    return cell;
+  });
+}
+
+}  // namespace rnnkit::bind

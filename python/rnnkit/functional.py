@@ -1,0 +1,164 @@
+"""Forward and backpropagation through time over whole sequences, in C++.
+
+Shape legend: T = time steps, N = batch, C = input features, H = hidden units,
+G = gates (RNN 1, GRU 3, LSTM 4). Arrays are time-major: ``x: [T, N, C]``,
+``y: [T, N, H]``; states ``h0, c0, h_n, c_n: [N, H]``. Weights use PyTorch's
+layout: ``W_ih: [G*H, C]``, ``W_hh: [G*H, H]``, ``b_ih, b_hh: [G*H]``; LSTM gates
+i, f, g, o; GRU gates r, z, n.
+
+``lengths: [N]`` (integers in [0, T]) gives each sequence's own length: steps past
+it leave the state unchanged and output zeros, and ``h_n`` is the state after the
+sequence's own last step. ``reverse=True`` runs each sequence from its own last
+step back to its first, with outputs aligned with the input steps. The dtype of
+``x`` (float32 or float64) is the dtype of the computation; every other array must
+have it too.
+
+Arrays that are not C-contiguous (Fortran order, strided views) are copied once
+here, on purpose; everything else is passed to the kernels without a copy.
+``rnnkit.reference`` holds NumPy implementations with the same signatures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+
+__all__ = [
+    "Cache",
+    "rnn_forward",
+    "rnn_backward",
+    "lstm_forward",
+    "lstm_backward",
+    "gru_forward",
+    "gru_backward",
+]
+
+_NONLINEARITIES = ("tanh", "relu")
+
+
+class Cache:
+    """What a forward call keeps for its backward call. Read-only; reusable."""
+
+    __slots__ = ("cell", "options", "x", "W_ih", "W_hh", "b_ih", "b_hh", "lengths", "reverse",
+                 "h_prev", "aux", "gates")
+
+    def __init__(self, cell, options, inputs, lengths, reverse, h_prev, aux, gates):
+        self.cell = cell
+        self.options = options
+        self.x, self.W_ih, self.W_hh, self.b_ih, self.b_hh = inputs
+        self.lengths = lengths
+        self.reverse = reverse
+        self.h_prev = h_prev  # [T, N, H] state entering each step
+        self.aux = aux  # [T, N, H] the cell's own record (LSTM c_prev, GRU W_hn h_prev + b_hn or r * h_prev)
+        self.gates = gates  # [T, N, G*H] activated gates
+
+    def __repr__(self):
+        T, N, C = self.x.shape
+        return f"<rnnkit.functional.Cache of {self.cell}_forward: T={T}, N={N}, C={C}, H={self.W_hh.shape[1]}>"
+
+
+def _array(a, name):
+    """`a` as an ndarray of a float dtype, C-contiguous (copied once if it was not)."""
+    if a is None:
+        return None
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
+    return np.ascontiguousarray(a)
+
+
+def _lengths(lengths):
+    if lengths is None:
+        return None
+    lengths = np.asarray(lengths)
+    if lengths.dtype.kind not in "iu":
+        raise TypeError(f"lengths: expected an integer array, got dtype {lengths.dtype}")
+    return np.ascontiguousarray(lengths, dtype=np.int64)
+
+
+def _forward(cell, options, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse):
+    x = _array(x, "x")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"x: expected dtype float32 or float64, got {x.dtype}")
+    inputs = (x, _array(W_ih, "W_ih"), _array(W_hh, "W_hh"), _array(b_ih, "b_ih"), _array(b_hh, "b_hh"))
+    lengths = _lengths(lengths)
+    reverse = bool(reverse)
+    kernel = getattr(_core, f"{cell}_forward")
+    y, h_n, c_n, h_prev, aux, gates = kernel(*inputs, _array(h0, "h0"), _array(c0, "c0"), lengths, reverse, options)
+    return y, h_n, c_n, Cache(cell, options, inputs, lengths, reverse, h_prev, aux, gates)
+
+
+def _backward(cell, cache, dy, dh_n, dc_n):
+    if not isinstance(cache, Cache):
+        raise TypeError(f"cache: expected the rnnkit.functional.Cache returned by {cell}_forward, "
+                        f"got {type(cache).__module__}.{type(cache).__qualname__}")
+    if cache.cell != cell:
+        raise TypeError(f"cache: expected a cache from {cell}_forward, got one from {cache.cell}_forward")
+    kernel = getattr(_core, f"{cell}_backward")
+    c = cache
+    return kernel(c.x, c.W_ih, c.W_hh, c.b_ih, c.b_hh, c.lengths, c.reverse, c.h_prev, c.aux, c.gates,
+                  _array(dy, "dy"), _array(dh_n, "dh_n"), _array(dc_n, "dc_n"), c.options)
+
+
+def rnn_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, nonlinearity="tanh"):
+    """Elman RNN over whole sequences: ``h_t = act(W_ih x_t + b_ih + W_hh h_prev + b_hh)``.
+
+    x: [T, N, C]; W_ih: [H, C]; W_hh: [H, H]; b_ih, b_hh: [H]; h0: [N, H] or None (zeros);
+    lengths: [N] or None; nonlinearity: "tanh" or "relu".
+    Returns ``y: [T, N, H], h_n: [N, H], cache``.
+    """
+    if nonlinearity not in _NONLINEARITIES:
+        raise ValueError(f"nonlinearity: expected one of {_NONLINEARITIES}, got {nonlinearity!r}")
+    y, h_n, _, cache = _forward("rnn", {"relu": nonlinearity == "relu"}, x, W_ih, W_hh, b_ih, b_hh, h0, None,
+                                lengths, reverse)
+    return y, h_n, cache
+
+
+def rnn_backward(cache, dy, dh_n=None):
+    """Gradients of an Elman RNN. dy: [T, N, H]; dh_n: [N, H] or None (zero).
+
+    Returns ``dx: [T, N, C], dh0: [N, H], dW_ih: [H, C], dW_hh: [H, H], db_ih: [H], db_hh: [H]``.
+    """
+    dx, dh0, _, dW_ih, dW_hh, db_ih, db_hh = _backward("rnn", cache, dy, dh_n, None)
+    return dx, dh0, dW_ih, dW_hh, db_ih, db_hh
+
+
+def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False):
+    """LSTM over whole sequences (gates i, f, g, o).
+
+    x: [T, N, C]; W_ih: [4H, C]; W_hh: [4H, H]; b_ih, b_hh: [4H]; h0, c0: [N, H] or None (zeros);
+    lengths: [N] or None. Returns ``y: [T, N, H], h_n: [N, H], c_n: [N, H], cache``.
+    """
+    return _forward("lstm", {}, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse)
+
+
+def lstm_backward(cache, dy, dh_n=None, dc_n=None):
+    """Gradients of an LSTM. dy: [T, N, H]; dh_n, dc_n: [N, H] or None (zero).
+
+    Returns ``dx: [T, N, C], dh0: [N, H], dc0: [N, H], dW_ih: [4H, C], dW_hh: [4H, H],
+    db_ih: [4H], db_hh: [4H]``.
+    """
+    return _backward("lstm", cache, dy, dh_n, dc_n)
+
+
+def gru_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, reset_after=True):
+    """GRU over whole sequences (gates r, z, n).
+
+    ``reset_after=True`` (PyTorch): ``n = tanh(W_in x + b_in + r * (W_hn h_prev + b_hn))``;
+    ``reset_after=False`` (classic Keras, ONNX): ``n = tanh(W_in x + b_in + W_hn (r * h_prev) + b_hn)``.
+    x: [T, N, C]; W_ih: [3H, C]; W_hh: [3H, H]; b_ih, b_hh: [3H]; h0: [N, H] or None (zeros);
+    lengths: [N] or None. Returns ``y: [T, N, H], h_n: [N, H], cache``.
+    """
+    y, h_n, _, cache = _forward("gru", {"reset_after": bool(reset_after)}, x, W_ih, W_hh, b_ih, b_hh, h0, None,
+                                lengths, reverse)
+    return y, h_n, cache
+
+
+def gru_backward(cache, dy, dh_n=None):
+    """Gradients of a GRU. dy: [T, N, H]; dh_n: [N, H] or None (zero).
+
+    Returns ``dx: [T, N, C], dh0: [N, H], dW_ih: [3H, C], dW_hh: [3H, H], db_ih: [3H], db_hh: [3H]``.
+    """
+    dx, dh0, _, dW_ih, dW_hh, db_ih, db_hh = _backward("gru", cache, dy, dh_n, None)
+    return dx, dh0, dW_ih, dW_hh, db_ih, db_hh

@@ -1,0 +1,422 @@
+"""NumPy reference implementation of the rnnkit functional API (the test oracle).
+
+Written directly from the equations of the API contract and looping over time steps in Python:
+it is meant to be easy to read and check, not to be fast. Only numpy is needed.
+
+Shape legend
+    T  time steps
+    N  batch size
+    C  input features
+    H  hidden units
+    G  gates per cell: RNN 1, GRU 3 (r, z, n), LSTM 4 (i, f, g, o)
+
+Arrays are time-major: x [T, N, C], y [T, N, H]. The weights use PyTorch's layout:
+W_ih [G*H, C], W_hh [G*H, H], b_ih [G*H], b_hh [G*H], with the gate blocks stacked along the first axis.
+Everything is computed in x's dtype (float32 or float64) and returned in that dtype.
+
+Lengths and direction: step t of sequence n is valid iff t < lengths[n]. At an invalid step the state is
+left unchanged and the output is 0. Forward runs t = 0, ..., T-1 and reverse runs t = T-1, ..., 0. A
+sequence's invalid steps come after its valid ones going forward and before them going in reverse (where
+the state is then still h0), so one masked time loop implements both directions.
+
+Each cell is a pair of step functions (one time step forward, one time step backward); the time loops
+`_forward_loop` / `_backward_loop` are shared by the three cells.
+"""
+
+import functools
+
+import numpy as np
+
+__all__ = [
+    "Cache",
+    "rnn_forward",
+    "rnn_backward",
+    "lstm_forward",
+    "lstm_backward",
+    "gru_forward",
+    "gru_backward",
+]
+
+
+class Cache:
+    """What a forward pass saves for its backward pass.
+
+    Attributes:
+        cell: "rnn", "lstm" or "gru", the forward that made it (backward checks it).
+        options: the cell's options, {"nonlinearity": "tanh"|"relu"} or {"reset_after": bool}; {} for LSTM.
+        reverse: the direction of the forward pass.
+        x: [T, N, C] input, in the computation dtype.
+        weights: (W_ih [G*H, C], W_hh [G*H, H], b_ih [G*H], b_hh [G*H]), in the computation dtype.
+        valid: [T, N] bool, valid[t, n] = t < lengths[n].
+        steps: list of T tuples, steps[t] = what the cell's step function saved at time step t.
+    """
+
+    def __init__(self, cell, options, reverse, x, weights, valid, steps):
+        self.cell = cell
+        self.options = options
+        self.reverse = reverse
+        self.x = x
+        self.weights = weights
+        self.valid = valid
+        self.steps = steps
+
+    def __repr__(self):
+        T, N, C = self.x.shape
+        return f"<reference.Cache cell={self.cell!r} options={self.options!r} reverse={self.reverse} T={T} N={N} C={C}>"
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _sigmoid(a):
+    # sigmoid(a) = 1 / (1 + exp(-a)), written as exp(-log(1 + exp(-a))) so that exp never overflows
+    return np.exp(-np.logaddexp(0, -a))
+
+
+def _prepare(x, weights, G, lengths, states):
+    """Light validation; cast everything to x's dtype; replace None states by zeros.
+
+    x: [T, N, C]; weights: (W_ih [G*H, C], W_hh [G*H, H], b_ih [G*H], b_hh [G*H]);
+    lengths: [N] ints in [0, T] or None; states: tuple of [N, H] arrays or None.
+    Returns (x, weights, valid [T, N] bool, states) with fresh state arrays.
+    """
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"x must be [T, N, C], got shape {x.shape}")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"x must be float32 or float64, got {x.dtype}")
+    dtype = x.dtype
+    T, N, C = x.shape
+    W_ih, W_hh, b_ih, b_hh = (np.asarray(a, dtype=dtype) for a in weights)
+    H = W_hh.shape[-1]
+    expected = {"W_ih": (G * H, C), "W_hh": (G * H, H), "b_ih": (G * H,), "b_hh": (G * H,)}
+    for name, a in zip(expected, (W_ih, W_hh, b_ih, b_hh)):
+        if a.shape != expected[name]:
+            raise ValueError(f"{name} must have shape {expected[name]}, got {a.shape}")
+
+    if lengths is None:
+        lengths = np.full(N, T)
+    else:
+        lengths = np.asarray(lengths)
+        if lengths.shape != (N,) or (N and (lengths.min() < 0 or lengths.max() > T)):
+            raise ValueError(f"lengths must be [N] = [{N}] values in [0, {T}], got {lengths!r}")
+    # valid[t, n]: step t of sequence n is valid iff t < lengths[n]
+    valid = np.arange(T)[:, None] < lengths[None, :]
+
+    fresh_states = []
+    for s in states:
+        s = np.zeros((N, H), dtype=dtype) if s is None else np.array(s, dtype=dtype)  # copy
+        if s.shape != (N, H):
+            raise ValueError(f"initial states must be [N, H] = [{N}, {H}], got {s.shape}")
+        fresh_states.append(s)
+    return x, (W_ih, W_hh, b_ih, b_hh), valid, tuple(fresh_states)
+
+
+def _prepare_grads(cache, dy, dstates):
+    """dy: [T, N, H]; dstates: tuple of [N, H] arrays or None (= zero). Cast to the cache's dtype."""
+    T, N, _ = cache.x.shape
+    H = cache.weights[1].shape[1]
+    dtype = cache.x.dtype
+    dy = np.asarray(dy, dtype=dtype)
+    if dy.shape != (T, N, H):
+        raise ValueError(f"dy must be [T, N, H] = [{T}, {N}, {H}], got {dy.shape}")
+    fresh = []
+    for d in dstates:
+        d = np.zeros((N, H), dtype=dtype) if d is None else np.array(d, dtype=dtype)  # copy
+        if d.shape != (N, H):
+            raise ValueError(f"dh_n / dc_n must be [N, H] = [{N}, {H}], got {d.shape}")
+        fresh.append(d)
+    return dy, tuple(fresh)
+
+
+def _check_cache(cache, cell):
+    if isinstance(cache, Cache) and cache.cell == cell:
+        return
+    got = f"a cache of {cache.cell}_forward" if isinstance(cache, Cache) else f"an object of type {type(cache).__name__}"
+    raise TypeError(f"{cell}_backward: `cache` must be the cache returned by reference.{cell}_forward, got {got}")
+
+
+def _time_order(T, reverse):
+    """The time steps in processing order."""
+    return list(range(T - 1, -1, -1)) if reverse else list(range(T))
+
+
+def _forward_loop(step, x, states, valid, reverse):
+    """Run one cell over time.
+
+    step(x_t, states) -> (new_states, saved): one time step of the cell for the whole batch, where
+    states = (h_prev,) or (h_prev, c_prev), each [N, H], and new_states[0] is h_t.
+    x: [T, N, C]; valid: [T, N] bool.
+    Returns y [T, N, H], the final states and the list of per-step saved tuples (indexed by t).
+    """
+    T = x.shape[0]
+    N, H = states[0].shape
+    y = np.zeros((T, N, H), dtype=x.dtype)
+    saved = [None] * T
+    for t in _time_order(T, reverse):
+        m = valid[t][:, None]  # [N, 1]
+        new_states, saved[t] = step(x[t], states)
+        # y_t = h_t at a valid step, 0 at an invalid one
+        y[t] = np.where(m, new_states[0], 0)
+        # at an invalid step the state is left unchanged
+        states = tuple(np.where(m, new, old) for new, old in zip(new_states, states))
+    return y, states, saved
+
+
+def _backward_loop(step_backward, cache, dy, dstates):
+    """Backpropagation through time, the mirror of _forward_loop.
+
+    step_backward(x_t, saved_t, dnew_states) -> (dx_t, dprev_states, (dW_ih, dW_hh, db_ih, db_hh)).
+    dy: [T, N, H]; dstates: gradients w.r.t. the final states, each [N, H].
+    Returns dx [T, N, C], the gradients w.r.t. the initial states and the summed weight gradients.
+    """
+    x, valid = cache.x, cache.valid
+    dx = np.zeros_like(x)
+    dweights = [np.zeros_like(w) for w in cache.weights]
+    for t in reversed(_time_order(x.shape[0], cache.reverse)):
+        m = valid[t][:, None]  # [N, 1]
+        # y_t = h_t only at valid steps: dy at invalid steps is ignored
+        dstates = (dstates[0] + np.where(m, dy[t], 0),) + dstates[1:]
+        # only a valid step ran the cell ...
+        dnew = tuple(np.where(m, d, 0) for d in dstates)
+        dx[t], dprev, dw = step_backward(x[t], cache.steps[t], dnew)
+        for total, g in zip(dweights, dw):
+            total += g
+        # ... an invalid step passed the state through unchanged
+        dstates = tuple(np.where(m, 0, d) + dp for d, dp in zip(dstates, dprev))
+    return dx, dstates, tuple(dweights)
+
+
+def _gates_backward(weights, x_t, h_prev, da_ih, da_hh):
+    """Backward of the two affine maps a_ih = W_ih x_t + b_ih and a_hh = W_hh h_prev + b_hh.
+
+    x_t: [N, C]; h_prev: [N, H]; da_ih, da_hh: [N, G*H] gradients w.r.t. a_ih and a_hh.
+    Returns (dx_t [N, C], dh_prev [N, H], (dW_ih, dW_hh, db_ih, db_hh)).
+    """
+    W_ih, W_hh, _, _ = weights
+    dx_t = da_ih @ W_ih
+    dh_prev = da_hh @ W_hh
+    return dx_t, dh_prev, (da_ih.T @ x_t, da_hh.T @ h_prev, da_ih.sum(axis=0), da_hh.sum(axis=0))
+
+
+# --------------------------------------------------------------------------------------------------
+# RNN
+# --------------------------------------------------------------------------------------------------
+
+
+def _rnn_step(weights, nonlinearity, x_t, states):
+    W_ih, W_hh, b_ih, b_hh = weights
+    (h_prev,) = states
+    # a = W_ih x_t + b_ih + W_hh h_prev + b_hh
+    a = x_t @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh
+    # h_t = act(a), act = tanh or relu
+    h_t = np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0)
+    return (h_t,), (h_prev, h_t)
+
+
+def _rnn_step_backward(weights, nonlinearity, x_t, saved, dstates):
+    h_prev, h_t = saved
+    (dh_t,) = dstates
+    if nonlinearity == "tanh":
+        # tanh'(a) = 1 - tanh(a)^2 = 1 - h_t^2
+        da = dh_t * (1 - h_t * h_t)
+    else:
+        # relu'(a) = 1 if a > 0 else 0, and a > 0 iff h_t > 0
+        da = dh_t * (h_t > 0)
+    dx_t, dh_prev, dw = _gates_backward(weights, x_t, h_prev, da, da)
+    return dx_t, (dh_prev,), dw
+
+
+def rnn_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, nonlinearity="tanh"):
+    """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_prev + b_hh), act = tanh or relu.
+
+    x: [T, N, C]; W_ih: [H, C]; W_hh: [H, H]; b_ih: [H]; b_hh: [H]; h0: [N, H] or None (= zeros);
+    lengths: [N] ints in [0, T] or None (= all T).
+    Returns y: [T, N, H], h_n: [N, H] and a Cache for rnn_backward.
+    """
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    x, weights, valid, states = _prepare(x, (W_ih, W_hh, b_ih, b_hh), 1, lengths, (h0,))
+    step = functools.partial(_rnn_step, weights, nonlinearity)
+    y, (h_n,), steps = _forward_loop(step, x, states, valid, bool(reverse))
+    cache = Cache("rnn", {"nonlinearity": nonlinearity}, bool(reverse), x, weights, valid, steps)
+    return y, h_n, cache
+
+
+def rnn_backward(cache, dy, dh_n=None):
+    """Gradients of an rnn_forward pass.
+
+    cache: the Cache from rnn_forward; dy: [T, N, H]; dh_n: [N, H] or None (= zeros).
+    Returns dx: [T, N, C], dh0: [N, H], dW_ih: [H, C], dW_hh: [H, H], db_ih: [H], db_hh: [H].
+    """
+    _check_cache(cache, "rnn")
+    dy, dstates = _prepare_grads(cache, dy, (dh_n,))
+    step_backward = functools.partial(_rnn_step_backward, cache.weights, cache.options["nonlinearity"])
+    dx, (dh0,), (dW_ih, dW_hh, db_ih, db_hh) = _backward_loop(step_backward, cache, dy, dstates)
+    return dx, dh0, dW_ih, dW_hh, db_ih, db_hh
+
+
+# --------------------------------------------------------------------------------------------------
+# LSTM (gate order i, f, g, o)
+# --------------------------------------------------------------------------------------------------
+
+
+def _lstm_step(weights, x_t, states):
+    W_ih, W_hh, b_ih, b_hh = weights
+    h_prev, c_prev = states
+    # [a_i, a_f, a_g, a_o] = W_ih x_t + b_ih + W_hh h_prev + b_hh  (4 blocks of H)
+    a = x_t @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh
+    a_i, a_f, a_g, a_o = np.split(a, 4, axis=1)
+    # i = sigmoid(a_i), f = sigmoid(a_f), g = tanh(a_g), o = sigmoid(a_o)
+    i, f, g, o = _sigmoid(a_i), _sigmoid(a_f), np.tanh(a_g), _sigmoid(a_o)
+    # c_t = f * c_prev + i * g
+    c_t = f * c_prev + i * g
+    # h_t = o * tanh(c_t)
+    tanh_c = np.tanh(c_t)
+    h_t = o * tanh_c
+    return (h_t, c_t), (h_prev, c_prev, i, f, g, o, tanh_c)
+
+
+def _lstm_step_backward(weights, x_t, saved, dstates):
+    h_prev, c_prev, i, f, g, o, tanh_c = saved
+    dh_t, dc_t = dstates
+    # h_t = o * tanh(c_t)  =>  do = dh_t * tanh(c_t),  dc_t += dh_t * o * (1 - tanh(c_t)^2)
+    do = dh_t * tanh_c
+    dc = dc_t + dh_t * o * (1 - tanh_c * tanh_c)
+    # c_t = f * c_prev + i * g
+    di = dc * g
+    df = dc * c_prev
+    dg = dc * i
+    dc_prev = dc * f
+    # sigmoid'(a) = s * (1 - s), tanh'(a) = 1 - t^2
+    da = np.concatenate([di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)], axis=1)
+    dx_t, dh_prev, dw = _gates_backward(weights, x_t, h_prev, da, da)
+    return dx_t, (dh_prev, dc_prev), dw
+
+
+def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False):
+    """LSTM, gate order i, f, g, o: c_t = f * c_prev + i * g, h_t = o * tanh(c_t).
+
+    x: [T, N, C]; W_ih: [4H, C]; W_hh: [4H, H]; b_ih: [4H]; b_hh: [4H];
+    h0, c0: [N, H] or None (= zeros); lengths: [N] ints in [0, T] or None (= all T).
+    Returns y: [T, N, H], h_n: [N, H], c_n: [N, H] and a Cache for lstm_backward.
+    """
+    x, weights, valid, states = _prepare(x, (W_ih, W_hh, b_ih, b_hh), 4, lengths, (h0, c0))
+    step = functools.partial(_lstm_step, weights)
+    y, (h_n, c_n), steps = _forward_loop(step, x, states, valid, bool(reverse))
+    cache = Cache("lstm", {}, bool(reverse), x, weights, valid, steps)
+    return y, h_n, c_n, cache
+
+
+def lstm_backward(cache, dy, dh_n=None, dc_n=None):
+    """Gradients of an lstm_forward pass.
+
+    cache: the Cache from lstm_forward; dy: [T, N, H]; dh_n, dc_n: [N, H] or None (= zeros).
+    Returns dx: [T, N, C], dh0: [N, H], dc0: [N, H], dW_ih: [4H, C], dW_hh: [4H, H], db_ih: [4H], db_hh: [4H].
+    """
+    _check_cache(cache, "lstm")
+    dy, dstates = _prepare_grads(cache, dy, (dh_n, dc_n))
+    step_backward = functools.partial(_lstm_step_backward, cache.weights)
+    dx, (dh0, dc0), (dW_ih, dW_hh, db_ih, db_hh) = _backward_loop(step_backward, cache, dy, dstates)
+    return dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh
+
+
+# --------------------------------------------------------------------------------------------------
+# GRU (gate order r, z, n)
+# --------------------------------------------------------------------------------------------------
+
+
+def _gru_step(weights, reset_after, x_t, states):
+    W_ih, W_hh, b_ih, b_hh = weights
+    (h_prev,) = states
+    W_hr, W_hz, W_hn = np.split(W_hh, 3, axis=0)
+    b_hr, b_hz, b_hn = np.split(b_hh, 3)
+    # input parts of the three gates: W_ir x + b_ir, W_iz x + b_iz, W_in x + b_in
+    ai_r, ai_z, ai_n = np.split(x_t @ W_ih.T + b_ih, 3, axis=1)
+    # r = sigmoid(W_ir x + b_ir + W_hr h_prev + b_hr)
+    r = _sigmoid(ai_r + h_prev @ W_hr.T + b_hr)
+    # z = sigmoid(W_iz x + b_iz + W_hz h_prev + b_hz)
+    z = _sigmoid(ai_z + h_prev @ W_hz.T + b_hz)
+    if reset_after:
+        # n = tanh(W_in x + b_in + r * (W_hn h_prev + b_hn))
+        ah_n = h_prev @ W_hn.T + b_hn
+        n = np.tanh(ai_n + r * ah_n)
+    else:
+        # n = tanh(W_in x + b_in + W_hn (r * h_prev) + b_hn)
+        ah_n = (r * h_prev) @ W_hn.T + b_hn
+        n = np.tanh(ai_n + ah_n)
+    # h_t = (1 - z) * n + z * h_prev
+    h_t = (1 - z) * n + z * h_prev
+    return (h_t,), (h_prev, r, z, n, ah_n)
+
+
+def _gru_step_backward(weights, reset_after, x_t, saved, dstates):
+    W_ih, W_hh, _, _ = weights
+    h_prev, r, z, n, ah_n = saved
+    (dh_t,) = dstates
+    # h_t = (1 - z) * n + z * h_prev
+    dn = dh_t * (1 - z)
+    dz = dh_t * (h_prev - n)
+    dh_prev = dh_t * z
+    # n = tanh(a_n), z = sigmoid(a_z)
+    da_n = dn * (1 - n * n)
+    da_z = dz * z * (1 - z)
+    if reset_after:
+        # a_n = W_in x + b_in + r * ah_n,  ah_n = W_hn h_prev + b_hn
+        dr = da_n * ah_n
+        dah_n = da_n * r
+        # r = sigmoid(a_r)
+        da_r = dr * r * (1 - r)
+        da_ih = np.concatenate([da_r, da_z, da_n], axis=1)
+        da_hh = np.concatenate([da_r, da_z, dah_n], axis=1)
+        dx_t, dh_lin, dw = _gates_backward(weights, x_t, h_prev, da_ih, da_hh)
+        return dx_t, (dh_prev + dh_lin,), dw
+    # a_n = W_in x + b_in + W_hn (r * h_prev) + b_hn
+    W_hrz, W_hn = W_hh[: 2 * r.shape[1]], W_hh[2 * r.shape[1] :]
+    drh = da_n @ W_hn  # gradient w.r.t. r * h_prev
+    dr = drh * h_prev
+    dh_prev = dh_prev + drh * r
+    # r = sigmoid(a_r)
+    da_r = dr * r * (1 - r)
+    # input side: the three blocks are W_ir x + b_ir, W_iz x + b_iz, W_in x + b_in
+    da_ih = np.concatenate([da_r, da_z, da_n], axis=1)
+    dx_t = da_ih @ W_ih
+    # hidden side: the r and z blocks see h_prev, the n block sees r * h_prev
+    da_rz = np.concatenate([da_r, da_z], axis=1)
+    dh_prev = dh_prev + da_rz @ W_hrz
+    dW_ih = da_ih.T @ x_t
+    dW_hh = np.concatenate([da_rz.T @ h_prev, da_n.T @ (r * h_prev)], axis=0)
+    db_ih = da_ih.sum(axis=0)
+    db_hh = np.concatenate([da_rz.sum(axis=0), da_n.sum(axis=0)])
+    return dx_t, (dh_prev,), (dW_ih, dW_hh, db_ih, db_hh)
+
+
+def gru_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, reset_after=True):
+    """GRU, gate order r, z, n: h_t = (1 - z) * n + z * h_prev.
+
+    reset_after=True (PyTorch): n = tanh(W_in x + b_in + r * (W_hn h_prev + b_hn)).
+    reset_after=False (classic): n = tanh(W_in x + b_in + W_hn (r * h_prev) + b_hn).
+    x: [T, N, C]; W_ih: [3H, C]; W_hh: [3H, H]; b_ih: [3H]; b_hh: [3H]; h0: [N, H] or None (= zeros);
+    lengths: [N] ints in [0, T] or None (= all T).
+    Returns y: [T, N, H], h_n: [N, H] and a Cache for gru_backward.
+    """
+    x, weights, valid, states = _prepare(x, (W_ih, W_hh, b_ih, b_hh), 3, lengths, (h0,))
+    step = functools.partial(_gru_step, weights, bool(reset_after))
+    y, (h_n,), steps = _forward_loop(step, x, states, valid, bool(reverse))
+    cache = Cache("gru", {"reset_after": bool(reset_after)}, bool(reverse), x, weights, valid, steps)
+    return y, h_n, cache
+
+
+def gru_backward(cache, dy, dh_n=None):
+    """Gradients of a gru_forward pass.
+
+    cache: the Cache from gru_forward; dy: [T, N, H]; dh_n: [N, H] or None (= zeros).
+    Returns dx: [T, N, C], dh0: [N, H], dW_ih: [3H, C], dW_hh: [3H, H], db_ih: [3H], db_hh: [3H].
+    """
+    _check_cache(cache, "gru")
+    dy, dstates = _prepare_grads(cache, dy, (dh_n,))
+    step_backward = functools.partial(_gru_step_backward, cache.weights, cache.options["reset_after"])
+    dx, (dh0,), (dW_ih, dW_hh, db_ih, db_hh) = _backward_loop(step_backward, cache, dy, dstates)
+    return dx, dh0, dW_ih, dW_hh, db_ih, db_hh
