@@ -96,11 +96,11 @@ Weights<S> checked_weights(const Dims& d, const py::array& W_ih, const py::array
           checked<S>(b_ih, "b_ih", {GH}, "[G*H]"), checked<S>(b_hh, "b_hh", {GH}, "[G*H]")};
 }
 
-// Returns (y, h_n, c_n or None, h_prev, aux or None, gates).
+// Returns (y, h_n, c_n or None, cache) with cache a dict of the arrays backward needs.
 template <class S, class Cell>
 py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W_ih, const py::array& W_hh,
                         const py::array& b_ih, const py::array& b_hh, const py::object& h0, const py::object& c0,
-                        const py::object& lengths, bool reverse) {
+                        const py::object& lengths, const py::object& recurrent_mask, bool reverse) {
   const Dims d = dims_of<Cell>(x, W_hh);
   const Index T = d.T, N = d.N, H = d.H;
   const Weights<S> w = checked_weights<S, Cell>(d, W_ih, W_hh, b_ih, b_hh);
@@ -109,11 +109,15 @@ py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W
   b.h0 = optional<S>(h0, "h0", {N, H}, "[N, H]");
   b.c0 = Cell::has_c ? optional<S>(c0, "c0", {N, H}, "[N, H]") : nullptr;
   b.lengths = checked_lengths(lengths, N, T);
+  b.recurrent_mask = optional<S>(recurrent_mask, "recurrent_mask", {N, H}, "[N, H]");
   b.reverse = reverse;
   auto y = empty<S>({T, N, H}), h_n = empty<S>({N, H}), h_prev = empty<S>({T, N, H});
   auto gates = empty<S>({T, N, Cell::G * H});
-  py::object c_n = py::none(), aux = py::none();
+  py::object c_n = py::none();
+  py::dict cache;
   b.y = mut(y), b.h_n = mut(h_n), b.h_prev = mut(h_prev), b.gates = mut(gates);
+  cache["h_prev"] = h_prev;
+  cache["gates"] = gates;
   if (Cell::has_c) {
     auto a = empty<S>({N, H});
     b.c_n = mut(a);
@@ -122,20 +126,34 @@ py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W
   if (cell.has_aux()) {
     auto a = empty<S>({T, N, H});
     b.aux = mut(a);
-    aux = a;
+    cache["aux"] = a;
+  }
+  if (b.recurrent_mask) {
+    auto a = empty<S>({T, N, H});
+    b.h_rec = mut(a);
+    cache["h_rec"] = a;
   }
   {
     py::gil_scoped_release release;
     forward(cell, d, w, b, get_num_threads());
   }
-  return py::make_tuple(y, h_n, c_n, h_prev, aux, gates);
+  return py::make_tuple(y, h_n, c_n, cache);
+}
+
+inline py::object item(const py::dict& d, const char* key) {
+  return d.contains(key) ? py::object(d[key]) : py::object(py::none());
+}
+inline py::array required_array(const py::dict& d, const char* key) {
+  py::object o = item(d, key);
+  if (!py::isinstance<py::array>(o)) throw py::value_error(std::string("cache: missing array '") + key + "'");
+  return py::reinterpret_borrow<py::array>(o);
 }
 
 // Returns (dx, dh0, dc0 or None, dW_ih, dW_hh, db_ih, db_hh).
 template <class S, class Cell>
 py::tuple backward_typed(const Cell& cell, const py::array& x, const py::array& W_ih, const py::array& W_hh,
-                         const py::array& b_ih, const py::array& b_hh, const py::object& lengths, bool reverse,
-                         const py::array& h_prev, const py::object& aux, const py::array& gates, const py::array& dy,
+                         const py::array& b_ih, const py::array& b_hh, const py::object& lengths,
+                         const py::object& recurrent_mask, bool reverse, const py::dict& cache, const py::array& dy,
                          const py::object& dh_n, const py::object& dc_n) {
   const Dims d = dims_of<Cell>(x, W_hh);
   const Index T = d.T, N = d.N, C = d.C, H = d.H, GH = Cell::G * H;
@@ -144,10 +162,12 @@ py::tuple backward_typed(const Cell& cell, const py::array& x, const py::array& 
   b.x = checked<S>(x, "x", {T, N, C}, "[T, N, C]");
   b.lengths = checked_lengths(lengths, N, T);
   b.reverse = reverse;
-  b.h_prev = checked<S>(h_prev, "cache.h_prev", {T, N, H}, "[T, N, H]");
-  b.aux = cell.has_aux() ? optional<S>(aux, "cache.aux", {T, N, H}, "[T, N, H]") : nullptr;
-  if (cell.has_aux() && !b.aux) throw py::value_error("cache.aux: missing");
-  b.gates = checked<S>(gates, "cache.gates", {T, N, GH}, "[T, N, G*H]");
+  b.recurrent_mask = optional<S>(recurrent_mask, "recurrent_mask", {N, H}, "[N, H]");
+  b.h_prev = checked<S>(required_array(cache, "h_prev"), "cache.h_prev", {T, N, H}, "[T, N, H]");
+  b.gates = checked<S>(required_array(cache, "gates"), "cache.gates", {T, N, GH}, "[T, N, G*H]");
+  if (cell.has_aux()) b.aux = checked<S>(required_array(cache, "aux"), "cache.aux", {T, N, H}, "[T, N, H]");
+  if (b.recurrent_mask)
+    b.h_rec = checked<S>(required_array(cache, "h_rec"), "cache.h_rec", {T, N, H}, "[T, N, H]");
   b.dy = checked<S>(dy, "dy", {T, N, H}, "[T, N, H]");
   b.dh_n = optional<S>(dh_n, "dh_n", {N, H}, "[N, H]");
   b.dc_n = Cell::has_c ? optional<S>(dc_n, "dc_n", {N, H}, "[N, H]") : nullptr;
@@ -187,32 +207,32 @@ void bind_cell(py::module_& m, const char* name, MakeCell make_cell) {
       (std::string(name) + "_forward").c_str(),
       [make_cell](const py::array& x, const py::array& W_ih, const py::array& W_hh, const py::array& b_ih,
                   const py::array& b_hh, const py::object& h0, const py::object& c0, const py::object& lengths,
-                  bool reverse, const py::dict& options) {
+                  const py::object& recurrent_mask, bool reverse, const py::dict& options) {
         check_float(x);
         const Cell cell = make_cell(options);
-        return is_f32(x) ? forward_typed<float>(cell, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse)
-                         : forward_typed<double>(cell, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse);
+        return is_f32(x)
+                   ? forward_typed<float>(cell, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, recurrent_mask, reverse)
+                   : forward_typed<double>(cell, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, recurrent_mask, reverse);
       },
       arg("x").noconvert(), arg("W_ih").noconvert(), arg("W_hh").noconvert(), arg("b_ih").noconvert(),
-      arg("b_hh").noconvert(), arg("h0").none(true), arg("c0").none(true), arg("lengths").none(true), arg("reverse"),
-      arg("options"));
+      arg("b_hh").noconvert(), arg("h0").none(true), arg("c0").none(true), arg("lengths").none(true),
+      arg("recurrent_mask").none(true), arg("reverse"), arg("options"));
   m.def(
       (std::string(name) + "_backward").c_str(),
       [make_cell](const py::array& x, const py::array& W_ih, const py::array& W_hh, const py::array& b_ih,
-                  const py::array& b_hh, const py::object& lengths, bool reverse, const py::array& h_prev,
-                  const py::object& aux, const py::array& gates, const py::array& dy, const py::object& dh_n,
-                  const py::object& dc_n, const py::dict& options) {
+                  const py::array& b_hh, const py::object& lengths, const py::object& recurrent_mask, bool reverse,
+                  const py::dict& cache, const py::array& dy, const py::object& dh_n, const py::object& dc_n,
+                  const py::dict& options) {
         check_float(x);
         const Cell cell = make_cell(options);
-        return is_f32(x) ? backward_typed<float>(cell, x, W_ih, W_hh, b_ih, b_hh, lengths, reverse, h_prev, aux,
-                                                 gates, dy, dh_n, dc_n)
-                         : backward_typed<double>(cell, x, W_ih, W_hh, b_ih, b_hh, lengths, reverse, h_prev, aux,
-                                                  gates, dy, dh_n, dc_n);
+        return is_f32(x) ? backward_typed<float>(cell, x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask, reverse,
+                                                 cache, dy, dh_n, dc_n)
+                         : backward_typed<double>(cell, x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask, reverse,
+                                                  cache, dy, dh_n, dc_n);
       },
       arg("x").noconvert(), arg("W_ih").noconvert(), arg("W_hh").noconvert(), arg("b_ih").noconvert(),
-      arg("b_hh").noconvert(), arg("lengths").none(true), arg("reverse"), arg("h_prev").noconvert(),
-      arg("aux").none(true), arg("gates").noconvert(), arg("dy").noconvert(), arg("dh_n").none(true),
-      arg("dc_n").none(true), arg("options"));
+      arg("b_hh").noconvert(), arg("lengths").none(true), arg("recurrent_mask").none(true), arg("reverse"),
+      arg("cache"), arg("dy").noconvert(), arg("dh_n").none(true), arg("dc_n").none(true), arg("options"));
 }
 
 }  // namespace rnnkit::bind

@@ -9,7 +9,10 @@ i, f, g, o; GRU gates r, z, n.
 ``lengths: [N]`` (integers in [0, T]) gives each sequence's own length: steps past
 it leave the state unchanged and output zeros, and ``h_n`` is the state after the
 sequence's own last step. ``reverse=True`` runs each sequence from its own last
-step back to its first, with outputs aligned with the input steps. The dtype of
+step back to its first, with outputs aligned with the input steps.
+``recurrent_mask: [N, H]`` (Keras' recurrent dropout) multiplies ``h_prev`` where it
+enters the ``W_hh`` product, the same mask at every step; the state itself is kept
+whole (GRU's ``z * h_prev`` term sees it unmasked). The dtype of
 ``x`` (float32 or float64) is the dtype of the computation; every other array must
 have it too.
 
@@ -40,22 +43,27 @@ _NONLINEARITIES = ("tanh", "relu")
 class Cache:
     """What a forward call keeps for its backward call. Read-only; reusable."""
 
-    __slots__ = ("cell", "options", "x", "W_ih", "W_hh", "b_ih", "b_hh", "lengths", "reverse",
-                 "h_prev", "aux", "gates")
+    __slots__ = ("cell", "options", "inputs", "lengths", "recurrent_mask", "reverse", "arrays")
 
-    def __init__(self, cell, options, inputs, lengths, reverse, h_prev, aux, gates):
+    def __init__(self, cell, options, inputs, lengths, recurrent_mask, reverse, arrays):
         self.cell = cell
         self.options = options
-        self.x, self.W_ih, self.W_hh, self.b_ih, self.b_hh = inputs
+        self.inputs = inputs  # (x, W_ih, W_hh, b_ih, b_hh)
         self.lengths = lengths
+        self.recurrent_mask = recurrent_mask
         self.reverse = reverse
-        self.h_prev = h_prev  # [T, N, H] state entering each step
-        self.aux = aux  # [T, N, H] the cell's own record (LSTM c_prev, GRU W_hn h_prev + b_hn or r * h_prev)
-        self.gates = gates  # [T, N, G*H] activated gates
+        # h_prev [T, N, H] the state entering each step; gates [T, N, G*H] activated gates;
+        # aux [T, N, H] the cell's own record (LSTM c_prev; GRU W_hn h_rec + b_hn or r * h_rec);
+        # h_rec [T, N, H] h_prev * recurrent_mask (only with a mask)
+        self.arrays = arrays
+
+    @property
+    def x(self):
+        return self.inputs[0]
 
     def __repr__(self):
         T, N, C = self.x.shape
-        return f"<rnnkit.functional.Cache of {self.cell}_forward: T={T}, N={N}, C={C}, H={self.W_hh.shape[1]}>"
+        return f"<rnnkit.functional.Cache of {self.cell}_forward: T={T}, N={N}, C={C}, H={self.inputs[2].shape[1]}>"
 
 
 def _array(a, name):
@@ -77,16 +85,18 @@ def _lengths(lengths):
     return np.ascontiguousarray(lengths, dtype=np.int64)
 
 
-def _forward(cell, options, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse):
+def _forward(cell, options, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, recurrent_mask):
     x = _array(x, "x")
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"x: expected dtype float32 or float64, got {x.dtype}")
     inputs = (x, _array(W_ih, "W_ih"), _array(W_hh, "W_hh"), _array(b_ih, "b_ih"), _array(b_hh, "b_hh"))
     lengths = _lengths(lengths)
+    recurrent_mask = _array(recurrent_mask, "recurrent_mask")
     reverse = bool(reverse)
     kernel = getattr(_core, f"{cell}_forward")
-    y, h_n, c_n, h_prev, aux, gates = kernel(*inputs, _array(h0, "h0"), _array(c0, "c0"), lengths, reverse, options)
-    return y, h_n, c_n, Cache(cell, options, inputs, lengths, reverse, h_prev, aux, gates)
+    y, h_n, c_n, arrays = kernel(*inputs, _array(h0, "h0"), _array(c0, "c0"), lengths, recurrent_mask, reverse,
+                                 options)
+    return y, h_n, c_n, Cache(cell, options, inputs, lengths, recurrent_mask, reverse, arrays)
 
 
 def _backward(cell, cache, dy, dh_n, dc_n):
@@ -97,21 +107,22 @@ def _backward(cell, cache, dy, dh_n, dc_n):
         raise TypeError(f"cache: expected a cache from {cell}_forward, got one from {cache.cell}_forward")
     kernel = getattr(_core, f"{cell}_backward")
     c = cache
-    return kernel(c.x, c.W_ih, c.W_hh, c.b_ih, c.b_hh, c.lengths, c.reverse, c.h_prev, c.aux, c.gates,
-                  _array(dy, "dy"), _array(dh_n, "dh_n"), _array(dc_n, "dc_n"), c.options)
+    return kernel(*c.inputs, c.lengths, c.recurrent_mask, c.reverse, c.arrays, _array(dy, "dy"), _array(dh_n, "dh_n"),
+                  _array(dc_n, "dc_n"), c.options)
 
 
-def rnn_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, nonlinearity="tanh"):
+def rnn_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, nonlinearity="tanh", *,
+                recurrent_mask=None):
     """Elman RNN over whole sequences: ``h_t = act(W_ih x_t + b_ih + W_hh h_prev + b_hh)``.
 
     x: [T, N, C]; W_ih: [H, C]; W_hh: [H, H]; b_ih, b_hh: [H]; h0: [N, H] or None (zeros);
-    lengths: [N] or None; nonlinearity: "tanh" or "relu".
+    lengths: [N] or None; nonlinearity: "tanh" or "relu"; recurrent_mask: [N, H] or None.
     Returns ``y: [T, N, H], h_n: [N, H], cache``.
     """
     if nonlinearity not in _NONLINEARITIES:
         raise ValueError(f"nonlinearity: expected one of {_NONLINEARITIES}, got {nonlinearity!r}")
     y, h_n, _, cache = _forward("rnn", {"relu": nonlinearity == "relu"}, x, W_ih, W_hh, b_ih, b_hh, h0, None,
-                                lengths, reverse)
+                                lengths, reverse, recurrent_mask)
     return y, h_n, cache
 
 
@@ -124,13 +135,14 @@ def rnn_backward(cache, dy, dh_n=None):
     return dx, dh0, dW_ih, dW_hh, db_ih, db_hh
 
 
-def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False):
+def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False, *, recurrent_mask=None):
     """LSTM over whole sequences (gates i, f, g, o).
 
     x: [T, N, C]; W_ih: [4H, C]; W_hh: [4H, H]; b_ih, b_hh: [4H]; h0, c0: [N, H] or None (zeros);
-    lengths: [N] or None. Returns ``y: [T, N, H], h_n: [N, H], c_n: [N, H], cache``.
+    lengths: [N] or None; recurrent_mask: [N, H] or None.
+    Returns ``y: [T, N, H], h_n: [N, H], c_n: [N, H], cache``.
     """
-    return _forward("lstm", {}, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse)
+    return _forward("lstm", {}, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, recurrent_mask)
 
 
 def lstm_backward(cache, dy, dh_n=None, dc_n=None):
@@ -142,16 +154,17 @@ def lstm_backward(cache, dy, dh_n=None, dc_n=None):
     return _backward("lstm", cache, dy, dh_n, dc_n)
 
 
-def gru_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, reset_after=True):
+def gru_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, reset_after=True, *,
+                recurrent_mask=None):
     """GRU over whole sequences (gates r, z, n).
 
     ``reset_after=True`` (PyTorch): ``n = tanh(W_in x + b_in + r * (W_hn h_prev + b_hn))``;
     ``reset_after=False`` (classic Keras, ONNX): ``n = tanh(W_in x + b_in + W_hn (r * h_prev) + b_hn)``.
     x: [T, N, C]; W_ih: [3H, C]; W_hh: [3H, H]; b_ih, b_hh: [3H]; h0: [N, H] or None (zeros);
-    lengths: [N] or None. Returns ``y: [T, N, H], h_n: [N, H], cache``.
+    lengths: [N] or None; recurrent_mask: [N, H] or None. Returns ``y: [T, N, H], h_n: [N, H], cache``.
     """
     y, h_n, _, cache = _forward("gru", {"reset_after": bool(reset_after)}, x, W_ih, W_hh, b_ih, b_hh, h0, None,
-                                lengths, reverse)
+                                lengths, reverse, recurrent_mask)
     return y, h_n, cache
 
 

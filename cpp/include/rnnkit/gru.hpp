@@ -1,6 +1,7 @@
 // GRU cell, gates r, z, n (PyTorch order).
-//   reset_after (PyTorch, Keras' default): n = tanh(W_in x + b_in + r * (W_hn h_prev + b_hn)); aux = W_hn h_prev + b_hn
-//   reset before (classic Keras, ONNX):    n = tanh(W_in x + b_in + W_hn (r * h_prev) + b_hn); aux = r * h_prev
+//   reset_after (PyTorch, Keras' default): n = tanh(W_in x + b_in + r * (W_hn h_rec + b_hn)); aux = W_hn h_rec + b_hn
+//   reset before (classic Keras, ONNX):    n = tanh(W_in x + b_in + W_hn (r * h_rec) + b_hn); aux = r * h_rec
+// h_rec is h_prev, or h_prev * recurrent_mask; h_t = (1 - z) * n + z * h_prev uses the state itself.
 #pragma once
 
 #include "rnnkit/sequence.hpp"
@@ -10,6 +11,7 @@ namespace rnnkit {
 struct GruCell {
   static constexpr int G = 3;
   static constexpr bool has_c = false;
+  static constexpr bool has_direct = true;  // h_t = ... + z * h_prev
   bool reset_after = true;
   bool has_aux() const { return true; }
   // reset_after: the hidden side of the n gate sees dn * r, not dn
@@ -28,18 +30,18 @@ struct GruCell {
     const Index H = s.H;
     auto rz = s.gates.leftCols(2 * H);
     auto r = s.gates.middleCols(0, H), z = s.gates.middleCols(H, H), n = s.gates.middleCols(2 * H, H);
-    // [r, z] = sigmoid(W_i[rz] x_t + b_i[rz] + W_h[rz] h_prev + b_h[rz])
-    rz.noalias() += s.h_prev * s.W_hh.topRows(2 * H).transpose();
+    // [r, z] = sigmoid(W_i[rz] x_t + b_i[rz] + W_h[rz] h_rec + b_h[rz])
+    rz.noalias() += s.h_rec * s.W_hh.topRows(2 * H).transpose();
     sigmoid_inplace(rz);
     if (reset_after) {
-      // aux = W_hn h_prev + b_hn
-      s.aux.noalias() = s.h_prev * s.W_hh.bottomRows(H).transpose();
+      // aux = W_hn h_rec + b_hn
+      s.aux.noalias() = s.h_rec * s.W_hh.bottomRows(H).transpose();
       s.aux.rowwise() += view(s.b_hh + 2 * H, 1, H).row(0);
       // n = tanh(W_in x_t + b_in + r * aux)
       n.array() += r.array() * s.aux.array();
     } else {
-      // aux = r * h_prev
-      s.aux.array() = r.array() * s.h_prev.array();
+      // aux = r * h_rec
+      s.aux.array() = r.array() * s.h_rec.array();
       // n = tanh(W_in x_t + b_in + W_hn aux + b_hn)
       n.noalias() += s.aux * s.W_hh.bottomRows(H).transpose();
     }
@@ -66,21 +68,22 @@ struct GruCell {
       // dr_pre = dn_pre * aux * r (1 - r); the hidden side of n sees dn_pre * r
       dr = dn * s.aux.array() * dsigmoid(r);
       s.dextra.array() = dn * r;
-      s.dh_prev.noalias() += s.dextra * s.W_hh.bottomRows(H);
+      s.dh_rec.noalias() = s.dextra * s.W_hh.bottomRows(H);
     } else {
-      // d(r * h_prev) = dn_pre W_hn
+      // d(r * h_rec) = dn_pre W_hn
       auto drh = s.work.leftCols(H);
       drh.noalias() = s.dgates.middleCols(2 * H, H) * s.W_hh.bottomRows(H);
-      dr = drh.array() * s.h_prev.array() * dsigmoid(r);
-      s.dh_prev.array() += drh.array() * r;
+      dr = drh.array() * s.h_rec.array() * dsigmoid(r);
+      s.dh_rec.array() = drh.array() * r;
     }
-    s.dh_prev.noalias() += s.dgates.leftCols(2 * H) * s.W_hh.topRows(2 * H);
+    // dh_rec += d[r, z]_pre W_h[rz]
+    s.dh_rec.noalias() += s.dgates.leftCols(2 * H) * s.W_hh.topRows(2 * H);
   }
 
   template <class S>
-  HHGrad<S> hh_grad(int k, Index H, const BackwardBuffers<S>& b) const {
-    if (k < 2) return {b.dgates + k * H, G * H, b.h_prev};
-    if (reset_after) return {b.dextra, H, b.h_prev};
+  HHGrad<S> hh_grad(int k, Index H, const BackwardBuffers<S>& b, const S* h_rec) const {
+    if (k < 2) return {b.dgates + k * H, G * H, h_rec};
+    if (reset_after) return {b.dextra, H, h_rec};
     return {b.dgates + 2 * H, G * H, b.aux};
   }
 };

@@ -8,6 +8,7 @@ namespace rnnkit {
 struct LstmCell {
   static constexpr int G = 4;
   static constexpr bool has_c = true;
+  static constexpr bool has_direct = false;
   bool has_aux() const { return true; }
   bool has_dextra() const { return false; }
 
@@ -19,8 +20,8 @@ struct LstmCell {
   template <class S>
   void forward_step(StepF<S>& s) const {
     const Index H = s.H;
-    // [i, f, g, o] = W_ih x_t + b_ih + W_hh h_prev + b_hh
-    s.gates.noalias() += s.h_prev * s.W_hh.transpose();
+    // [i, f, g, o] = W_ih x_t + b_ih + W_hh h_rec + b_hh
+    s.gates.noalias() += s.h_rec * s.W_hh.transpose();
     auto i = s.gates.middleCols(0, H), f = s.gates.middleCols(H, H);
     auto g = s.gates.middleCols(2 * H, H), o = s.gates.middleCols(3 * H, H);
     sigmoid_inplace(i);
@@ -52,13 +53,13 @@ struct LstmCell {
     s.dgates.middleCols(3 * H, H).array() = s.dh.array() * tc * dsigmoid(o);
     // dc_prev = dc_t * f
     dc_t *= f;
-    // dh_prev = dG W_hh
-    s.dh_prev.noalias() = s.dgates * s.W_hh;
+    // dh_rec = dG W_hh
+    s.dh_rec.noalias() = s.dgates * s.W_hh;
   }
 
   template <class S>
-  HHGrad<S> hh_grad(int k, Index H, const BackwardBuffers<S>& b) const {
-    return {b.dgates + k * H, G * H, b.h_prev};
+  HHGrad<S> hh_grad(int k, Index H, const BackwardBuffers<S>& b, const S* h_rec) const {
+    return {b.dgates + k * H, G * H, h_rec};
   }
 };
 

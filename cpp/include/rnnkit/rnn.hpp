@@ -8,6 +8,7 @@ namespace rnnkit {
 struct RnnCell {
   static constexpr int G = 1;
   static constexpr bool has_c = false;
+  static constexpr bool has_direct = false;
   bool relu = false;
   bool has_aux() const { return false; }
   bool has_dextra() const { return false; }
@@ -19,8 +20,8 @@ struct RnnCell {
 
   template <class S>
   void forward_step(StepF<S>& s) const {
-    // a_t = W_ih x_t + b_ih + W_hh h_prev + b_hh
-    s.gates.noalias() += s.h_prev * s.W_hh.transpose();
+    // a_t = W_ih x_t + b_ih + W_hh h_rec + b_hh
+    s.gates.noalias() += s.h_rec * s.W_hh.transpose();
     // h_t = act(a_t)
     if (relu)
       relu_inplace(s.gates);
@@ -36,13 +37,13 @@ struct RnnCell {
       s.dgates.array() = s.dh.array() * drelu(s.gates.array());
     else
       s.dgates.array() = s.dh.array() * dtanh(s.gates.array());
-    // dh_prev = da_t W_hh
-    s.dh_prev.noalias() = s.dgates * s.W_hh;
+    // dh_rec = da_t W_hh
+    s.dh_rec.noalias() = s.dgates * s.W_hh;
   }
 
   template <class S>
-  HHGrad<S> hh_grad(int, Index H, const BackwardBuffers<S>& b) const {
-    return {b.dgates, H, b.h_prev};
+  HHGrad<S> hh_grad(int, Index H, const BackwardBuffers<S>& b, const S* h_rec) const {
+    return {b.dgates, H, h_rec};
   }
 };
 

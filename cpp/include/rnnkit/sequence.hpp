@@ -4,6 +4,7 @@
 // A cell (rnn.hpp, lstm.hpp, gru.hpp) supplies only what one step computes:
 //   G, has_c, has_aux(), has_dextra()      its sizes and what it records
 //   input_bias(b_ih, b_hh, out)            the bias folded into the input projection
+//   has_direct                             whether h_prev also reaches h_t outside W_hh (GRU)
 //   forward_step(StepF&), backward_step(StepB&)   one step over a block of batch rows
 //   hh_grad(k, ...)                        where gate block k of dW_hh / db_hh reads from
 // Everything else (projections, masking, threads, weight gradients) lives here.
@@ -37,11 +38,13 @@ struct ForwardBuffers {
   const S* h0;             // [N, H] or nullptr (zeros)
   const S* c0;             // [N, H] or nullptr (zeros); cells with a cell state
   const int64_t* lengths;  // [N] or nullptr (all T); values in [0, T]
+  const S* recurrent_mask; // [N, H] or nullptr: h_rec = h_prev * mask feeds W_hh (recurrent dropout)
   bool reverse;
   S* y;       // [T, N, H] out
   S* h_n;     // [N, H] out
   S* c_n;     // [N, H] out; cells with a cell state
   S* h_prev;  // [T, N, H] cache: the state entering step t
+  S* h_rec;   // [T, N, H] cache: h_prev * recurrent_mask; only with a recurrent_mask
   S* aux;     // [T, N, H] cache: the cell's own per-step record; cells with has_aux()
   S* gates;   // [T, N, G*H] cache: activated gates
 };
@@ -50,7 +53,9 @@ struct ForwardBuffers {
 template <class S>
 struct BackwardBuffers {
   const S* x;  // [T, N, C]      the forward's inputs and cache
+  const S* recurrent_mask;  // [N, H] or nullptr
   const S* h_prev;
+  const S* h_rec;           // [T, N, H]; only with a recurrent_mask
   const S* aux;
   const S* gates;
   const int64_t* lengths;
@@ -75,7 +80,8 @@ struct StepF {
   Index H;
   View<S> gates;         // [nb, G*H] in: input projection + folded bias; out: activated gates
   View<S> aux;           // [nb, H] out (cells with has_aux())
-  ConstView<S> h_prev;   // [nb, H]
+  ConstView<S> h_prev;   // [nb, H] the state
+  ConstView<S> h_rec;    // [nb, H] what enters the W_hh product: h_prev, or h_prev * recurrent_mask
   ConstView<S> c_prev;   // [nb, H]
   View<S> h_t;           // [nb, H] out
   View<S> c_t;           // [nb, H] out
@@ -90,11 +96,13 @@ struct StepB {
   ConstView<S> gates;    // [nb, G*H] activated gates of this step
   ConstView<S> aux;      // [nb, H]
   ConstView<S> h_prev;   // [nb, H]
+  ConstView<S> h_rec;    // [nb, H]
   ConstView<S> dh;       // [nb, H] gradient reaching h_t
   ConstView<S> dc;       // [nb, H] gradient reaching c_t
   View<S> dgates;        // [nb, G*H] out: gradient of the gate pre-activations (input side)
   View<S> dextra;        // [nb, H] out (cells with has_dextra())
-  View<S> dh_prev;       // [nb, H] out
+  View<S> dh_rec;        // [nb, H] out: gradient w.r.t. h_rec (assigned)
+  View<S> dh_prev;       // [nb, H] out: gradient along the direct path (assigned; cells with has_direct)
   View<S> dc_prev;       // [nb, H] out
   View<S> work;          // [nb, G*H] scratch
   ConstView<S> W_hh;     // [G*H, H]
@@ -137,6 +145,7 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
   // Per thread: h, h_new, c, c_new [nb, H] and work [nb, G*H]; allocated once, before the loop.
   const Index per_thread = nb_max * (4 * H + GH);
   std::vector<S> workspace(static_cast<size_t>(per_thread * nthreads));
+  const S* mask = b.recurrent_mask;
   RowVector<S> bias(GH);
   cell.input_bias(w.b_ih, w.b_hh, H, bias.data());
   const auto W_ih = view(w.W_ih, GH, C);
@@ -166,10 +175,13 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
       const Index t = b.reverse ? T - 1 - s : s;
       const Index row = t * N + r0;
       view(b.h_prev + row * H, nb, H) = view(h, nb, H);
+      // h_rec = h_prev * recurrent_mask
+      if (mask) view(b.h_rec + row * H, nb, H) = view(h, nb, H).cwiseProduct(view(mask + r0 * H, nb, H));
       StepF<S> step{H,
                     view(b.gates + row * GH, nb, GH),
                     view(cell.has_aux() ? b.aux + row * H : work, nb, H),
                     view((const S*)h, nb, H),
+                    view(mask ? (const S*)b.h_rec + row * H : (const S*)h, nb, H),
                     view((const S*)c, nb, H),
                     view(h_new, nb, H),
                     view(c_new, nb, H),
@@ -206,8 +218,10 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
   nthreads = std::max(1, nthreads);
   const int rec_threads = static_cast<int>(std::max<Index>(1, std::min<Index>(nthreads, N)));
   const Index nb_max = (N + rec_threads - 1) / rec_threads;
-  // Per thread: dh, dh_new, dc, dc_new [nb, H] and work [nb, G*H]; allocated once, before the loop.
-  const Index per_thread = nb_max * (4 * H + GH);
+  // Per thread: dh, dh_new, dc, dc_new, dh_rec [nb, H] and work [nb, G*H]; allocated once, before the loop.
+  const Index per_thread = nb_max * (5 * H + GH);
+  const S* mask = b.recurrent_mask;
+  const S* h_rec = mask ? b.h_rec : b.h_prev;
   std::vector<S> workspace(static_cast<size_t>(per_thread * nthreads));
   const auto W_ih = view(w.W_ih, GH, C);
   const auto W_hh = view(w.W_hh, GH, H);
@@ -218,8 +232,10 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
     const Index nb = r1 - r0;
     if (nb > 0) {
       S* ws = workspace.data() + tid * per_thread;
-      S *dh = ws, *dh_new = ws + nb * H, *dc = ws + 2 * nb * H, *dc_new = ws + 3 * nb * H;
-      S* work = ws + 4 * nb * H;
+      S *dh = ws, *dh_new = ws + nb * H, *dc = ws + 2 * nb * H, *dc_new = ws + 3 * nb * H, *dh_rec = ws + 4 * nb * H;
+      // without a mask or a direct path, the gradient w.r.t. h_rec is dh_prev itself
+      const bool dh_rec_direct = !mask && !Cell::has_direct;
+      S* work = ws + 5 * nb * H;
       detail::copy_or_zero(dh, b.dh_n ? b.dh_n + r0 * H : nullptr, nb, H);
       detail::copy_or_zero(dc, b.dc_n ? b.dc_n + r0 * H : nullptr, nb, H);
       const Index all_valid_below = detail::min_length(b.lengths, r0, r1, T);
@@ -240,15 +256,28 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
                       view(b.gates + row * GH, nb, GH),
                       view(cell.has_aux() ? b.aux + row * H : b.h_prev + row * H, nb, H),
                       view(b.h_prev + row * H, nb, H),
+                      view(h_rec + row * H, nb, H),
                       view((const S*)dh, nb, H),
                       view((const S*)dc, nb, H),
                       view(b.dgates + row * GH, nb, GH),
                       view(cell.has_dextra() ? b.dextra + row * H : work, nb, H),
+                      view(dh_rec_direct ? dh_new : dh_rec, nb, H),
                       view(dh_new, nb, H),
                       view(dc_new, nb, H),
                       view(work, nb, GH),
                       W_hh};
         cell.backward_step(step);
+        // dh_prev = (direct path) + dh_rec * recurrent_mask
+        if (!dh_rec_direct) {
+          auto d = view(dh_new, nb, H);
+          auto dr = view((const S*)dh_rec, nb, H);
+          if (Cell::has_direct && mask)
+            d += dr.cwiseProduct(view(mask + r0 * H, nb, H));
+          else if (Cell::has_direct)
+            d += dr;
+          else
+            d = dr.cwiseProduct(view(mask + r0 * H, nb, H));
+        }
         if (all_valid) {
           std::swap(dh, dh_new);
           if (Cell::has_c) std::swap(dc, dc_new);
@@ -281,8 +310,8 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
         const auto dG = view(b.dgates + col, TN, w_, GH);
         view(b.dW_ih + col * C, w_, C).noalias() = dG.transpose() * X;
         view(b.db_ih + col, 1, w_) = dG.colwise().sum();
-        const HHGrad<S> src = cell.hh_grad(k, H, b);
-        const auto dGh = view(src.dgate + j0, TN, w_, src.stride);
+        const HHGrad<S> src = cell.hh_grad(k, H, b, h_rec);
+        const auto dGh = view(src.dgate + j0, TN, w_, src.stride);  // input: h_rec, or the cell's aux
         view(b.dW_hh + col * H, w_, H).noalias() = dGh.transpose() * view(src.input, TN, H);
         view(b.db_hh + col, 1, w_) = dGh.colwise().sum();
       }
