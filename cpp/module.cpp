@@ -1,4 +1,5 @@
-// The only module definition: rnnkit._core.
+// The only module definition. Built once per instruction set as rnnkit._core
+// (baseline), rnnkit._core_avx2 and rnnkit._core_avx512; RNNKIT_MODULE_NAME names it.
 #include <pybind11/pybind11.h>
 
 #include <Eigen/Core>
@@ -14,7 +15,19 @@ void bind_lstm(py::module_& m);
 void bind_gru(py::module_& m);
 }  // namespace rnnkit::bind
 
-PYBIND11_MODULE(_core, m) {
+// Whether this CPU can run the kernels built for `isa`.
+static bool cpu_supports(const std::string& isa) {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  if (isa == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (isa == "avx512")
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") && cpu_supports("avx2");
+#endif
+  return isa == "baseline";
+}
+
+PYBIND11_MODULE(RNNKIT_MODULE_NAME, m) {
   m.doc() = "rnnkit compiled kernels: forward and backpropagation through time over whole sequences";
   rnnkit::bind::bind_rnn(m);
   rnnkit::bind::bind_lstm(m);
@@ -38,6 +51,9 @@ PYBIND11_MODULE(_core, m) {
     d["eigen"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
                  std::to_string(EIGEN_MINOR_VERSION);
     d["simd"] = std::string(Eigen::SimdInstructionSetsInUse());
+    d["isa"] = RNNKIT_ISA;
     return d;
   });
+  m.def("cpu_supports", &cpu_supports, py::arg("isa"),
+        "Whether this CPU can run kernels built for isa ('baseline', 'avx2', 'avx512').");
 }

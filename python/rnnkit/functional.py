@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
+from . import _isa
 
 __all__ = [
     "Cache",
@@ -93,7 +93,7 @@ def _forward(cell, options, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse,
     lengths = _lengths(lengths)
     recurrent_mask = _array(recurrent_mask, "recurrent_mask")
     reverse = bool(reverse)
-    kernel = getattr(_core, f"{cell}_forward")
+    kernel = getattr(_isa.current, f"{cell}_forward")
     y, h_n, c_n, arrays = kernel(*inputs, _array(h0, "h0"), _array(c0, "c0"), lengths, recurrent_mask, reverse,
                                  options)
     return y, h_n, c_n, Cache(cell, options, inputs, lengths, recurrent_mask, reverse, arrays)
@@ -105,7 +105,7 @@ def _backward(cell, cache, dy, dh_n, dc_n):
                         f"got {type(cache).__module__}.{type(cache).__qualname__}")
     if cache.cell != cell:
         raise TypeError(f"cache: expected a cache from {cell}_forward, got one from {cache.cell}_forward")
-    kernel = getattr(_core, f"{cell}_backward")
+    kernel = getattr(_isa.current, f"{cell}_backward")
     c = cache
     return kernel(*c.inputs, c.lengths, c.recurrent_mask, c.reverse, c.arrays, _array(dy, "dy"), _array(dh_n, "dh_n"),
                   _array(dc_n, "dc_n"), c.options)

@@ -32,7 +32,9 @@ struct LstmCell {
     // c_t = f * c_prev + i * g
     s.c_t.array() = f.array() * s.c_prev.array() + i.array() * g.array();
     // h_t = o * tanh(c_t)
-    s.h_t.array() = o.array() * s.c_t.array().tanh();
+    s.h_t = s.c_t;
+    tanh_inplace(s.h_t);
+    s.h_t.array() *= o.array();
   }
 
   template <class S>
@@ -42,8 +44,10 @@ struct LstmCell {
     const auto g = s.gates.middleCols(2 * H, H).array(), o = s.gates.middleCols(3 * H, H).array();
     const auto c_prev = s.aux.array();
     // tanh(c_t), recomputed from the gates: c_t = f * c_prev + i * g
-    auto tc = s.work.middleCols(0, H).array();
-    tc = (f * c_prev + i * g).tanh();
+    auto tc_ = s.work.middleCols(0, H);
+    tc_.array() = f * c_prev + i * g;
+    tanh_inplace(tc_);
+    const auto tc = tc_.array();
     // dc_t = dc + dh * o * (1 - tanh(c_t)^2), kept in dc_prev until it becomes dc_prev
     auto dc_t = s.dc_prev.array();
     dc_t = s.dc.array() + s.dh.array() * o * dtanh(tc);

@@ -126,6 +126,14 @@ inline Index min_length(const int64_t* lengths, Index r0, Index r1, Index T) {
 }
 inline bool valid(const int64_t* lengths, Index n, Index t) { return !lengths || t < lengths[n]; }
 
+// out [1, cols] = the sum of the rows of a, added in row order: the same bits whatever the buffers'
+// alignment (Eigen's colwise().sum() sums aligned packets pairwise and peeled columns in order).
+template <class A, class Out>
+inline void sum_rows(const A& a, Out out) {
+  out.setZero();
+  for (Index r = 0; r < a.rows(); ++r) out += a.row(r);
+}
+
 template <class S>
 inline void copy_or_zero(S* dst, const S* src, Index rows, Index cols) {
   auto d = view(dst, rows, cols);
@@ -309,11 +317,11 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
         const Index col = k * H + j0;
         const auto dG = view(b.dgates + col, TN, w_, GH);
         view(b.dW_ih + col * C, w_, C).noalias() = dG.transpose() * X;
-        view(b.db_ih + col, 1, w_) = dG.colwise().sum();
+        detail::sum_rows(dG, view(b.db_ih + col, 1, w_));
         const HHGrad<S> src = cell.hh_grad(k, H, b, h_rec);
         const auto dGh = view(src.dgate + j0, TN, w_, src.stride);  // input: h_rec, or the cell's aux
         view(b.dW_hh + col * H, w_, H).noalias() = dGh.transpose() * view(src.input, TN, H);
-        view(b.db_hh + col, 1, w_) = dGh.colwise().sum();
+        detail::sum_rows(dGh, view(b.db_hh + col, 1, w_));
       }
     }
     // dx = dG W_ih

@@ -1,0 +1,92 @@
+"""Chooses the compiled kernel module for this CPU.
+
+The kernels are built for several instruction sets, each as its own extension
+module: ``_core`` (baseline x86-64, or the only one elsewhere), ``_core_avx2``
+(AVX2 + FMA) and ``_core_avx512``. At import the best one this CPU runs is chosen;
+the environment variable ``RNNKIT_ISA`` (``baseline``, ``avx2``, ``avx512``) forces one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from . import _core as _baseline
+
+MODULES = {"baseline": "_core", "avx2": "_core_avx2", "avx512": "_core_avx512"}
+_PREFERENCE = ("avx512", "avx2", "baseline")
+_loaded = {"baseline": _baseline}
+
+
+def _module(isa):
+    if isa not in _loaded:
+        _loaded[isa] = importlib.import_module(f"{__package__}.{MODULES[isa]}")
+        _loaded[isa].set_num_threads(_baseline.get_num_threads())
+    return _loaded[isa]
+
+
+def compiled():
+    """The instruction sets this build has kernels for."""
+    found = []
+    for isa in MODULES:
+        try:
+            _module(isa)
+        except ImportError:
+            continue
+        found.append(isa)
+    return found
+
+
+def available():
+    """The instruction sets this build has kernels for and this CPU can run, best first."""
+    have = compiled()
+    return [isa for isa in _PREFERENCE if isa in have and _baseline.cpu_supports(isa)]
+
+
+def use(isa):
+    """Make the kernels built for `isa` the ones rnnkit calls."""
+    global current, name
+    if isa not in MODULES:
+        raise ValueError(f"isa: expected one of {sorted(MODULES)}, got {isa!r}")
+    if isa not in available():
+        raise ValueError(f"isa: {isa!r} is not available here (this build and CPU support {available()})")
+    current, name = _module(isa), isa
+
+
+def _initial():
+    forced = os.environ.get("RNNKIT_ISA")
+    if forced:
+        if forced not in MODULES:
+            raise ImportError(f"RNNKIT_ISA: expected one of {sorted(MODULES)}, got {forced!r}")
+        if forced not in available():
+            raise ImportError(f"RNNKIT_ISA={forced!r} is not available here (this build and CPU support {available()})")
+        return forced
+    return available()[0]
+
+
+current = _baseline
+name = "baseline"
+use(_initial())
+
+
+def get_num_threads():
+    """Threads the kernels use."""
+    return current.get_num_threads()
+
+
+def set_num_threads(n):
+    """Set the threads the kernels use (an int >= 1)."""
+    if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
+        raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n: expected a thread count >= 1, got {n}")
+    for module in _loaded.values():
+        module.set_num_threads(n)
+
+
+def build_info():
+    """Compiler, flags, OpenMP, threads and the instruction set of the kernels in use."""
+    info = dict(current.build_info())
+    info["isa_available"] = available()
+    return info
