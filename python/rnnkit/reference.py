@@ -19,6 +19,10 @@ left unchanged and the output is 0. Forward runs t = 0, ..., T-1 and reverse run
 sequence's invalid steps come after its valid ones going forward and before them going in reverse (where
 the state is then still h0), so one masked time loop implements both directions.
 
+Recurrent mask (Keras' recurrent dropout): recurrent_mask [N, H] or None. h_rec = h_prev * recurrent_mask is
+what enters the W_hh product, the same mask at every step; the state itself is kept whole (GRU's z * h_prev
+term sees h_prev unmasked). None means no mask (h_rec = h_prev).
+
 Each cell is a pair of step functions (one time step forward, one time step backward); the time loops
 `_forward_loop` / `_backward_loop` are shared by the three cells.
 """
@@ -48,16 +52,18 @@ class Cache:
         x: [T, N, C] input, in the computation dtype.
         weights: (W_ih [G*H, C], W_hh [G*H, H], b_ih [G*H], b_hh [G*H]), in the computation dtype.
         valid: [T, N] bool, valid[t, n] = t < lengths[n].
+        recurrent_mask: [N, H] in the computation dtype, or None (no mask).
         steps: list of T tuples, steps[t] = what the cell's step function saved at time step t.
     """
 
-    def __init__(self, cell, options, reverse, x, weights, valid, steps):
+    def __init__(self, cell, options, reverse, x, weights, valid, recurrent_mask, steps):
         self.cell = cell
         self.options = options
         self.reverse = reverse
         self.x = x
         self.weights = weights
         self.valid = valid
+        self.recurrent_mask = recurrent_mask
         self.steps = steps
 
     def __repr__(self):
@@ -71,16 +77,17 @@ class Cache:
 
 
 def _sigmoid(a):
+    """Logistic function, elementwise; a: any shape."""
     # sigmoid(a) = 1 / (1 + exp(-a)), written as exp(-log(1 + exp(-a))) so that exp never overflows
     return np.exp(-np.logaddexp(0, -a))
 
 
-def _prepare(x, weights, G, lengths, states):
+def _prepare(x, weights, G, lengths, states, recurrent_mask):
     """Light validation; cast everything to x's dtype; replace None states by zeros.
 
     x: [T, N, C]; weights: (W_ih [G*H, C], W_hh [G*H, H], b_ih [G*H], b_hh [G*H]);
-    lengths: [N] ints in [0, T] or None; states: tuple of [N, H] arrays or None.
-    Returns (x, weights, valid [T, N] bool, states) with fresh state arrays.
+    lengths: [N] ints in [0, T] or None; states: tuple of [N, H] arrays or None; recurrent_mask: [N, H] or None.
+    Returns (x, weights, valid [T, N] bool, states, recurrent_mask) with fresh state arrays.
     """
     x = np.asarray(x)
     if x.ndim != 3:
@@ -111,7 +118,11 @@ def _prepare(x, weights, G, lengths, states):
         if s.shape != (N, H):
             raise ValueError(f"initial states must be [N, H] = [{N}, {H}], got {s.shape}")
         fresh_states.append(s)
-    return x, (W_ih, W_hh, b_ih, b_hh), valid, tuple(fresh_states)
+    if recurrent_mask is not None:
+        recurrent_mask = np.asarray(recurrent_mask, dtype=dtype)
+        if recurrent_mask.shape != (N, H):
+            raise ValueError(f"recurrent_mask must be [N, H] = [{N}, {H}], got {recurrent_mask.shape}")
+    return x, (W_ih, W_hh, b_ih, b_hh), valid, tuple(fresh_states), recurrent_mask
 
 
 def _prepare_grads(cache, dy, dstates):
@@ -132,10 +143,19 @@ def _prepare_grads(cache, dy, dstates):
 
 
 def _check_cache(cache, cell):
+    """Raise TypeError unless cache is a Cache made by <cell>_forward."""
     if isinstance(cache, Cache) and cache.cell == cell:
         return
     got = f"a cache of {cache.cell}_forward" if isinstance(cache, Cache) else f"an object of type {type(cache).__name__}"
     raise TypeError(f"{cell}_backward: `cache` must be the cache returned by reference.{cell}_forward, got {got}")
+
+
+def _masked(a, mask):
+    """a * mask, or a itself when mask is None. a, mask: [N, H].
+
+    Forward: h_rec = _masked(h_prev, mask). Backward: since h_rec = h_prev * mask, dh_prev = _masked(dh_rec, mask).
+    """
+    return a if mask is None else a * mask
 
 
 def _time_order(T, reverse):
@@ -189,16 +209,16 @@ def _backward_loop(step_backward, cache, dy, dstates):
     return dx, dstates, tuple(dweights)
 
 
-def _gates_backward(weights, x_t, h_prev, da_ih, da_hh):
-    """Backward of the two affine maps a_ih = W_ih x_t + b_ih and a_hh = W_hh h_prev + b_hh.
+def _gates_backward(weights, mask, x_t, h_rec, da_ih, da_hh):
+    """Backward of the two affine maps a_ih = W_ih x_t + b_ih and a_hh = W_hh h_rec + b_hh, h_rec = h_prev * mask.
 
-    x_t: [N, C]; h_prev: [N, H]; da_ih, da_hh: [N, G*H] gradients w.r.t. a_ih and a_hh.
-    Returns (dx_t [N, C], dh_prev [N, H], (dW_ih, dW_hh, db_ih, db_hh)).
+    mask: [N, H] or None; x_t: [N, C]; h_rec: [N, H]; da_ih, da_hh: [N, G*H] gradients w.r.t. a_ih and a_hh.
+    Returns (dx_t [N, C], dh_prev [N, H] (the part through a_hh), (dW_ih, dW_hh, db_ih, db_hh)).
     """
     W_ih, W_hh, _, _ = weights
     dx_t = da_ih @ W_ih
-    dh_prev = da_hh @ W_hh
-    return dx_t, dh_prev, (da_ih.T @ x_t, da_hh.T @ h_prev, da_ih.sum(axis=0), da_hh.sum(axis=0))
+    dh_prev = _masked(da_hh @ W_hh, mask)
+    return dx_t, dh_prev, (da_ih.T @ x_t, da_hh.T @ h_rec, da_ih.sum(axis=0), da_hh.sum(axis=0))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,18 +226,21 @@ def _gates_backward(weights, x_t, h_prev, da_ih, da_hh):
 # --------------------------------------------------------------------------------------------------
 
 
-def _rnn_step(weights, nonlinearity, x_t, states):
+def _rnn_step(weights, nonlinearity, mask, x_t, states):
+    """One RNN step. mask: [N, H] or None; x_t: [N, C]; states: (h_prev [N, H],). Returns ((h_t,), saved)."""
     W_ih, W_hh, b_ih, b_hh = weights
     (h_prev,) = states
-    # a = W_ih x_t + b_ih + W_hh h_prev + b_hh
-    a = x_t @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh
+    h_rec = _masked(h_prev, mask)
+    # a = W_ih x_t + b_ih + W_hh h_rec + b_hh
+    a = x_t @ W_ih.T + b_ih + h_rec @ W_hh.T + b_hh
     # h_t = act(a), act = tanh or relu
     h_t = np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0)
-    return (h_t,), (h_prev, h_t)
+    return (h_t,), (h_rec, h_t)
 
 
-def _rnn_step_backward(weights, nonlinearity, x_t, saved, dstates):
-    h_prev, h_t = saved
+def _rnn_step_backward(weights, nonlinearity, mask, x_t, saved, dstates):
+    """Backward of _rnn_step. x_t: [N, C]; dstates: (dh_t [N, H],)."""
+    h_rec, h_t = saved
     (dh_t,) = dstates
     if nonlinearity == "tanh":
         # tanh'(a) = 1 - tanh(a)^2 = 1 - h_t^2
@@ -225,23 +248,24 @@ def _rnn_step_backward(weights, nonlinearity, x_t, saved, dstates):
     else:
         # relu'(a) = 1 if a > 0 else 0, and a > 0 iff h_t > 0
         da = dh_t * (h_t > 0)
-    dx_t, dh_prev, dw = _gates_backward(weights, x_t, h_prev, da, da)
+    dx_t, dh_prev, dw = _gates_backward(weights, mask, x_t, h_rec, da, da)
     return dx_t, (dh_prev,), dw
 
 
-def rnn_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, nonlinearity="tanh"):
-    """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_prev + b_hh), act = tanh or relu.
+def rnn_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, nonlinearity="tanh", *,
+                recurrent_mask=None):
+    """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_rec + b_hh), act = tanh or relu, h_rec = h_prev * mask.
 
     x: [T, N, C]; W_ih: [H, C]; W_hh: [H, H]; b_ih: [H]; b_hh: [H]; h0: [N, H] or None (= zeros);
-    lengths: [N] ints in [0, T] or None (= all T).
+    lengths: [N] ints in [0, T] or None (= all T); recurrent_mask: [N, H] or None (= no mask).
     Returns y: [T, N, H], h_n: [N, H] and a Cache for rnn_backward.
     """
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    x, weights, valid, states = _prepare(x, (W_ih, W_hh, b_ih, b_hh), 1, lengths, (h0,))
-    step = functools.partial(_rnn_step, weights, nonlinearity)
+    x, weights, valid, states, mask = _prepare(x, (W_ih, W_hh, b_ih, b_hh), 1, lengths, (h0,), recurrent_mask)
+    step = functools.partial(_rnn_step, weights, nonlinearity, mask)
     y, (h_n,), steps = _forward_loop(step, x, states, valid, bool(reverse))
-    cache = Cache("rnn", {"nonlinearity": nonlinearity}, bool(reverse), x, weights, valid, steps)
+    cache = Cache("rnn", {"nonlinearity": nonlinearity}, bool(reverse), x, weights, valid, mask, steps)
     return y, h_n, cache
 
 
@@ -253,7 +277,9 @@ def rnn_backward(cache, dy, dh_n=None):
     """
     _check_cache(cache, "rnn")
     dy, dstates = _prepare_grads(cache, dy, (dh_n,))
-    step_backward = functools.partial(_rnn_step_backward, cache.weights, cache.options["nonlinearity"])
+    step_backward = functools.partial(
+        _rnn_step_backward, cache.weights, cache.options["nonlinearity"], cache.recurrent_mask
+    )
     dx, (dh0,), (dW_ih, dW_hh, db_ih, db_hh) = _backward_loop(step_backward, cache, dy, dstates)
     return dx, dh0, dW_ih, dW_hh, db_ih, db_hh
 
@@ -263,11 +289,14 @@ def rnn_backward(cache, dy, dh_n=None):
 # --------------------------------------------------------------------------------------------------
 
 
-def _lstm_step(weights, x_t, states):
+def _lstm_step(weights, mask, x_t, states):
+    """One LSTM step. mask: [N, H] or None; x_t: [N, C]; states: (h_prev [N, H], c_prev [N, H]).
+    Returns ((h_t, c_t), saved)."""
     W_ih, W_hh, b_ih, b_hh = weights
     h_prev, c_prev = states
-    # [a_i, a_f, a_g, a_o] = W_ih x_t + b_ih + W_hh h_prev + b_hh  (4 blocks of H)
-    a = x_t @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh
+    h_rec = _masked(h_prev, mask)
+    # [a_i, a_f, a_g, a_o] = W_ih x_t + b_ih + W_hh h_rec + b_hh  (4 blocks of H)
+    a = x_t @ W_ih.T + b_ih + h_rec @ W_hh.T + b_hh
     a_i, a_f, a_g, a_o = np.split(a, 4, axis=1)
     # i = sigmoid(a_i), f = sigmoid(a_f), g = tanh(a_g), o = sigmoid(a_o)
     i, f, g, o = _sigmoid(a_i), _sigmoid(a_f), np.tanh(a_g), _sigmoid(a_o)
@@ -276,11 +305,12 @@ def _lstm_step(weights, x_t, states):
     # h_t = o * tanh(c_t)
     tanh_c = np.tanh(c_t)
     h_t = o * tanh_c
-    return (h_t, c_t), (h_prev, c_prev, i, f, g, o, tanh_c)
+    return (h_t, c_t), (h_rec, c_prev, i, f, g, o, tanh_c)
 
 
-def _lstm_step_backward(weights, x_t, saved, dstates):
-    h_prev, c_prev, i, f, g, o, tanh_c = saved
+def _lstm_step_backward(weights, mask, x_t, saved, dstates):
+    """Backward of _lstm_step. x_t: [N, C]; dstates: (dh_t [N, H], dc_t [N, H])."""
+    h_rec, c_prev, i, f, g, o, tanh_c = saved
     dh_t, dc_t = dstates
     # h_t = o * tanh(c_t)  =>  do = dh_t * tanh(c_t),  dc_t += dh_t * o * (1 - tanh(c_t)^2)
     do = dh_t * tanh_c
@@ -292,21 +322,23 @@ def _lstm_step_backward(weights, x_t, saved, dstates):
     dc_prev = dc * f
     # sigmoid'(a) = s * (1 - s), tanh'(a) = 1 - t^2
     da = np.concatenate([di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)], axis=1)
-    dx_t, dh_prev, dw = _gates_backward(weights, x_t, h_prev, da, da)
+    dx_t, dh_prev, dw = _gates_backward(weights, mask, x_t, h_rec, da, da)
     return dx_t, (dh_prev, dc_prev), dw
 
 
-def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False):
+def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False, *, recurrent_mask=None):
     """LSTM, gate order i, f, g, o: c_t = f * c_prev + i * g, h_t = o * tanh(c_t).
 
+    The gates are W_ih x_t + b_ih + W_hh h_rec + b_hh, h_rec = h_prev * recurrent_mask.
     x: [T, N, C]; W_ih: [4H, C]; W_hh: [4H, H]; b_ih: [4H]; b_hh: [4H];
-    h0, c0: [N, H] or None (= zeros); lengths: [N] ints in [0, T] or None (= all T).
+    h0, c0: [N, H] or None (= zeros); lengths: [N] ints in [0, T] or None (= all T);
+    recurrent_mask: [N, H] or None (= no mask).
     Returns y: [T, N, H], h_n: [N, H], c_n: [N, H] and a Cache for lstm_backward.
     """
-    x, weights, valid, states = _prepare(x, (W_ih, W_hh, b_ih, b_hh), 4, lengths, (h0, c0))
-    step = functools.partial(_lstm_step, weights)
+    x, weights, valid, states, mask = _prepare(x, (W_ih, W_hh, b_ih, b_hh), 4, lengths, (h0, c0), recurrent_mask)
+    step = functools.partial(_lstm_step, weights, mask)
     y, (h_n, c_n), steps = _forward_loop(step, x, states, valid, bool(reverse))
-    cache = Cache("lstm", {}, bool(reverse), x, weights, valid, steps)
+    cache = Cache("lstm", {}, bool(reverse), x, weights, valid, mask, steps)
     return y, h_n, c_n, cache
 
 
@@ -318,7 +350,7 @@ def lstm_backward(cache, dy, dh_n=None, dc_n=None):
     """
     _check_cache(cache, "lstm")
     dy, dstates = _prepare_grads(cache, dy, (dh_n, dc_n))
-    step_backward = functools.partial(_lstm_step_backward, cache.weights)
+    step_backward = functools.partial(_lstm_step_backward, cache.weights, cache.recurrent_mask)
     dx, (dh0, dc0), (dW_ih, dW_hh, db_ih, db_hh) = _backward_loop(step_backward, cache, dy, dstates)
     return dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh
 
@@ -328,35 +360,38 @@ def lstm_backward(cache, dy, dh_n=None, dc_n=None):
 # --------------------------------------------------------------------------------------------------
 
 
-def _gru_step(weights, reset_after, x_t, states):
+def _gru_step(weights, reset_after, mask, x_t, states):
+    """One GRU step. mask: [N, H] or None; x_t: [N, C]; states: (h_prev [N, H],). Returns ((h_t,), saved)."""
     W_ih, W_hh, b_ih, b_hh = weights
     (h_prev,) = states
+    h_rec = _masked(h_prev, mask)
     W_hr, W_hz, W_hn = np.split(W_hh, 3, axis=0)
     b_hr, b_hz, b_hn = np.split(b_hh, 3)
     # input parts of the three gates: W_ir x + b_ir, W_iz x + b_iz, W_in x + b_in
     ai_r, ai_z, ai_n = np.split(x_t @ W_ih.T + b_ih, 3, axis=1)
-    # r = sigmoid(W_ir x + b_ir + W_hr h_prev + b_hr)
-    r = _sigmoid(ai_r + h_prev @ W_hr.T + b_hr)
-    # z = sigmoid(W_iz x + b_iz + W_hz h_prev + b_hz)
-    z = _sigmoid(ai_z + h_prev @ W_hz.T + b_hz)
+    # r = sigmoid(W_ir x + b_ir + W_hr h_rec + b_hr)
+    r = _sigmoid(ai_r + h_rec @ W_hr.T + b_hr)
+    # z = sigmoid(W_iz x + b_iz + W_hz h_rec + b_hz)
+    z = _sigmoid(ai_z + h_rec @ W_hz.T + b_hz)
     if reset_after:
-        # n = tanh(W_in x + b_in + r * (W_hn h_prev + b_hn))
-        ah_n = h_prev @ W_hn.T + b_hn
+        # n = tanh(W_in x + b_in + r * (W_hn h_rec + b_hn))
+        ah_n = h_rec @ W_hn.T + b_hn
         n = np.tanh(ai_n + r * ah_n)
     else:
-        # n = tanh(W_in x + b_in + W_hn (r * h_prev) + b_hn)
-        ah_n = (r * h_prev) @ W_hn.T + b_hn
+        # n = tanh(W_in x + b_in + W_hn (r * h_rec) + b_hn)
+        ah_n = (r * h_rec) @ W_hn.T + b_hn
         n = np.tanh(ai_n + ah_n)
-    # h_t = (1 - z) * n + z * h_prev
+    # h_t = (1 - z) * n + z * h_prev  (h_prev unmasked)
     h_t = (1 - z) * n + z * h_prev
-    return (h_t,), (h_prev, r, z, n, ah_n)
+    return (h_t,), (h_prev, h_rec, r, z, n, ah_n)
 
 
-def _gru_step_backward(weights, reset_after, x_t, saved, dstates):
+def _gru_step_backward(weights, reset_after, mask, x_t, saved, dstates):
+    """Backward of _gru_step. x_t: [N, C]; dstates: (dh_t [N, H],)."""
     W_ih, W_hh, _, _ = weights
-    h_prev, r, z, n, ah_n = saved
+    h_prev, h_rec, r, z, n, ah_n = saved
     (dh_t,) = dstates
-    # h_t = (1 - z) * n + z * h_prev
+    # h_t = (1 - z) * n + z * h_prev  (the direct path to h_prev is unmasked)
     dn = dh_t * (1 - z)
     dz = dh_t * (h_prev - n)
     dh_prev = dh_t * z
@@ -364,48 +399,49 @@ def _gru_step_backward(weights, reset_after, x_t, saved, dstates):
     da_n = dn * (1 - n * n)
     da_z = dz * z * (1 - z)
     if reset_after:
-        # a_n = W_in x + b_in + r * ah_n,  ah_n = W_hn h_prev + b_hn
+        # a_n = W_in x + b_in + r * ah_n,  ah_n = W_hn h_rec + b_hn
         dr = da_n * ah_n
         dah_n = da_n * r
         # r = sigmoid(a_r)
         da_r = dr * r * (1 - r)
         da_ih = np.concatenate([da_r, da_z, da_n], axis=1)
         da_hh = np.concatenate([da_r, da_z, dah_n], axis=1)
-        dx_t, dh_lin, dw = _gates_backward(weights, x_t, h_prev, da_ih, da_hh)
+        dx_t, dh_lin, dw = _gates_backward(weights, mask, x_t, h_rec, da_ih, da_hh)
         return dx_t, (dh_prev + dh_lin,), dw
-    # a_n = W_in x + b_in + W_hn (r * h_prev) + b_hn
+    # a_n = W_in x + b_in + W_hn (r * h_rec) + b_hn
     W_hrz, W_hn = W_hh[: 2 * r.shape[1]], W_hh[2 * r.shape[1] :]
-    drh = da_n @ W_hn  # gradient w.r.t. r * h_prev
-    dr = drh * h_prev
-    dh_prev = dh_prev + drh * r
+    drh = da_n @ W_hn  # gradient w.r.t. r * h_rec
+    dr = drh * h_rec
     # r = sigmoid(a_r)
     da_r = dr * r * (1 - r)
     # input side: the three blocks are W_ir x + b_ir, W_iz x + b_iz, W_in x + b_in
     da_ih = np.concatenate([da_r, da_z, da_n], axis=1)
     dx_t = da_ih @ W_ih
-    # hidden side: the r and z blocks see h_prev, the n block sees r * h_prev
+    # hidden side: the r and z blocks see h_rec, the n block sees r * h_rec; h_rec = h_prev * mask
     da_rz = np.concatenate([da_r, da_z], axis=1)
-    dh_prev = dh_prev + da_rz @ W_hrz
+    dh_prev = dh_prev + _masked(drh * r + da_rz @ W_hrz, mask)
     dW_ih = da_ih.T @ x_t
-    dW_hh = np.concatenate([da_rz.T @ h_prev, da_n.T @ (r * h_prev)], axis=0)
+    dW_hh = np.concatenate([da_rz.T @ h_rec, da_n.T @ (r * h_rec)], axis=0)
     db_ih = da_ih.sum(axis=0)
     db_hh = np.concatenate([da_rz.sum(axis=0), da_n.sum(axis=0)])
     return dx_t, (dh_prev,), (dW_ih, dW_hh, db_ih, db_hh)
 
 
-def gru_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, reset_after=True):
+def gru_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, reset_after=True, *,
+                recurrent_mask=None):
     """GRU, gate order r, z, n: h_t = (1 - z) * n + z * h_prev.
 
-    reset_after=True (PyTorch): n = tanh(W_in x + b_in + r * (W_hn h_prev + b_hn)).
-    reset_after=False (classic): n = tanh(W_in x + b_in + W_hn (r * h_prev) + b_hn).
+    r, z = sigmoid(W_i[rz] x + b_i[rz] + W_h[rz] h_rec + b_h[rz]), h_rec = h_prev * recurrent_mask.
+    reset_after=True (PyTorch): n = tanh(W_in x + b_in + r * (W_hn h_rec + b_hn)).
+    reset_after=False (classic): n = tanh(W_in x + b_in + W_hn (r * h_rec) + b_hn).
     x: [T, N, C]; W_ih: [3H, C]; W_hh: [3H, H]; b_ih: [3H]; b_hh: [3H]; h0: [N, H] or None (= zeros);
-    lengths: [N] ints in [0, T] or None (= all T).
+    lengths: [N] ints in [0, T] or None (= all T); recurrent_mask: [N, H] or None (= no mask).
     Returns y: [T, N, H], h_n: [N, H] and a Cache for gru_backward.
     """
-    x, weights, valid, states = _prepare(x, (W_ih, W_hh, b_ih, b_hh), 3, lengths, (h0,))
-    step = functools.partial(_gru_step, weights, bool(reset_after))
+    x, weights, valid, states, mask = _prepare(x, (W_ih, W_hh, b_ih, b_hh), 3, lengths, (h0,), recurrent_mask)
+    step = functools.partial(_gru_step, weights, bool(reset_after), mask)
     y, (h_n,), steps = _forward_loop(step, x, states, valid, bool(reverse))
-    cache = Cache("gru", {"reset_after": bool(reset_after)}, bool(reverse), x, weights, valid, steps)
+    cache = Cache("gru", {"reset_after": bool(reset_after)}, bool(reverse), x, weights, valid, mask, steps)
     return y, h_n, cache
 
 
@@ -417,6 +453,8 @@ def gru_backward(cache, dy, dh_n=None):
     """
     _check_cache(cache, "gru")
     dy, dstates = _prepare_grads(cache, dy, (dh_n,))
-    step_backward = functools.partial(_gru_step_backward, cache.weights, cache.options["reset_after"])
+    step_backward = functools.partial(
+        _gru_step_backward, cache.weights, cache.options["reset_after"], cache.recurrent_mask
+    )
     dx, (dh0,), (dW_ih, dW_hh, db_ih, db_hh) = _backward_loop(step_backward, cache, dy, dstates)
     return dx, dh0, dW_ih, dW_hh, db_ih, db_hh

@@ -1,0 +1,415 @@
+"""rnnkit.functional (the C++ kernels) against rnnkit.reference (NumPy, one Python loop over time).
+
+Both implement the API contract, so on the same inputs they must give the same outputs (y, h_n, c_n) and
+the same gradients (dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh), up to rounding. The gradients are those of
+the random-projection loss
+
+    L = sum(R * y) + sum(Rh * h_n) [+ sum(Rc * c_n)],
+
+i.e. backward is called with dy = R, dh_n = Rh, dc_n = Rc.
+
+The reference itself is checked against central finite differences (test_reference_gradients_match_
+finite_differences), so an error in the gradient equations cannot hide by being made in both places.
+"""
+
+import contextlib
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+import rnnkit
+import rnnkit.functional as F
+import rnnkit.reference as ref
+
+
+# --------------------------------------------------------------------------------------------------
+# The cells and how to call them
+# --------------------------------------------------------------------------------------------------
+
+
+class Cell(NamedTuple):
+    id: str
+    kind: str  # "rnn", "lstm" or "gru": the function prefix
+    G: int  # gates: RNN 1, LSTM 4, GRU 3
+    options: tuple  # keyword options of the forward, as (name, value) pairs
+
+    @property
+    def has_c(self):
+        return self.kind == "lstm"
+
+
+CELLS = [
+    Cell("rnn_tanh", "rnn", 1, (("nonlinearity", "tanh"),)),
+    Cell("rnn_relu", "rnn", 1, (("nonlinearity", "relu"),)),
+    Cell("lstm", "lstm", 4, ()),
+    Cell("gru_reset_after", "gru", 3, (("reset_after", True),)),
+    Cell("gru_reset_before", "gru", 3, (("reset_after", False),)),
+]
+CELL_PARAMS = [pytest.param(c, id=c.id) for c in CELLS]
+
+DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
+
+
+def forward(mod, cell, x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False):
+    """Calls mod.<cell>_forward; returns ({"y", "h_n"[, "c_n"]}, cache)."""
+    fn = getattr(mod, f"{cell.kind}_forward")
+    if cell.has_c:
+        y, h_n, c_n, cache = fn(x, W_ih, W_hh, b_ih, b_hh, h0=h0, c0=c0, lengths=lengths, reverse=reverse)
+        return {"y": y, "h_n": h_n, "c_n": c_n}, cache
+    y, h_n, cache = fn(x, W_ih, W_hh, b_ih, b_hh, h0=h0, lengths=lengths, reverse=reverse, **dict(cell.options))
+    return {"y": y, "h_n": h_n}, cache
+
+
+def grad_names(cell):
+    return ("dx", "dh0") + (("dc0",) if cell.has_c else ()) + ("dW_ih", "dW_hh", "db_ih", "db_hh")
+
+
+def backward(mod, cell, cache, dy, dh_n=None, dc_n=None):
+    """Calls mod.<cell>_backward; returns {"dx": ..., "dh0": ..., ...}."""
+    fn = getattr(mod, f"{cell.kind}_backward")
+    grads = fn(cache, dy, dh_n=dh_n, dc_n=dc_n) if cell.has_c else fn(cache, dy, dh_n=dh_n)
+    names = grad_names(cell)
+    assert len(grads) == len(names)
+    return dict(zip(names, grads))
+
+
+# --------------------------------------------------------------------------------------------------
+# Problems
+# --------------------------------------------------------------------------------------------------
+
+SMALL = dict(T=7, N=5, C=3, H=4)
+# odd N (33 rows over 2 threads: 17 + 16) and H, C large enough for the kernels' blocked paths
+LARGE = dict(T=20, N=33, C=16, H=32)
+
+LENGTHS_KINDS = ["none", "mixed", "with_zero"]
+
+
+def make_lengths(kind, T, N, rng):
+    """None, or per-sequence lengths containing a length-1, a full-length (T) and an in-between sequence;
+    "with_zero" also has an empty (length-0) sequence, which the contract allows."""
+    if kind == "none":
+        return None
+    lengths = rng.integers(1, T + 1, size=N)
+    lengths[0] = 1
+    lengths[-1] = T
+    lengths[N // 2] = max(2, T // 2)
+    if kind == "with_zero":
+        lengths[1] = 0
+    return lengths.astype(np.int64)
+
+
+class Problem(NamedTuple):
+    inputs: dict  # forward keyword arguments (x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths)
+    douts: dict  # backward keyword arguments (dy, dh_n, dc_n): the random projections R, Rh, Rc
+
+
+def make_problem(rng, cell, dtype, T, N, C, H, lengths="mixed", with_h0=True):
+    G = cell.G
+    k = 1 / np.sqrt(H)  # PyTorch's default init range; keeps relu and the long case bounded
+
+    def u(*shape):
+        return rng.uniform(-k, k, size=shape).astype(dtype)
+
+    def normal(*shape, scale=1.0):
+        return (scale * rng.standard_normal(shape)).astype(dtype)
+
+    inputs = dict(x=normal(T, N, C), W_ih=u(G * H, C), W_hh=u(G * H, H), b_ih=u(G * H), b_hh=u(G * H))
+    inputs["h0"] = normal(N, H, scale=0.5) if with_h0 else None
+    if cell.has_c:
+        inputs["c0"] = normal(N, H, scale=0.5) if with_h0 else None
+    inputs["lengths"] = make_lengths(lengths, T, N, rng)
+    douts = dict(dy=normal(T, N, H), dh_n=normal(N, H))
+    if cell.has_c:
+        douts["dc_n"] = normal(N, H)
+    return Problem(inputs, douts)
+
+
+def valid_mask(lengths, T, N):
+    """[T, N] bool: step t of sequence n is valid iff t < lengths[n]."""
+    if lengths is None:
+        return np.ones((T, N), dtype=bool)
+    return np.arange(T)[:, None] < np.asarray(lengths)[None, :]
+
+
+# --------------------------------------------------------------------------------------------------
+# Tolerances
+# --------------------------------------------------------------------------------------------------
+
+# The two implementations compute the same sums in a different order (one GEMM for the input projection of
+# all steps, Eigen's blocked products, fused gate loops, a weight gradient summed over T*N rows at once), so
+# they agree to rounding, not bitwise.
+#
+# float64 (eps 2.2e-16): a few hundred ulps of accumulated rounding over T steps and sums of T*N terms is
+# ~1e-13 relative; rtol 1e-10 leaves three orders of magnitude of room and still fails on any real error
+# (a wrong term, a wrong mask, a missed step moves results by 1e-3 or more).
+#
+# float32 (eps 1.2e-7): the same accumulation is ~1e-6 relative; rtol 1e-5 leaves room for it.
+#
+# atol: elements that are near zero because of cancellation have no meaningful relative error, so an absolute
+# tolerance is needed. It is scaled by the array's magnitude (max(1, max |expected|)): inputs, states, tanh /
+# sigmoid outputs and the projections R are O(1), so for most arrays the scale is 1 and atol is simply
+# 1e-12 (float64) or 1e-5 (float32); weight gradients sum T*N terms and can be O(10), and their absolute
+# rounding error grows with them.
+TOL = {
+    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
+    np.dtype(np.float32): dict(rtol=1e-5, atol=1e-5),
+}
+# Thread count changes only how rows are split and how partial weight gradients are added: tighter.
+THREAD_TOL = {
+    np.dtype(np.float64): dict(rtol=1e-12, atol=1e-14),
+    np.dtype(np.float32): dict(rtol=1e-6, atol=1e-6),
+}
+
+
+def assert_close(actual, expected, tol, what):
+    expected = np.asarray(expected)
+    assert isinstance(actual, np.ndarray), f"{what}: expected a numpy array, got {type(actual).__name__}"
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
+    assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype}, expected {expected.dtype}"
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
+
+
+def assert_all_close(actual: dict, expected: dict, tol):
+    assert actual.keys() == expected.keys()
+    for name in expected:
+        assert_close(actual[name], expected[name], tol, name)
+
+
+def assert_same(actual, expected, what):
+    """Equal up to a few ulps of the array's scale: the same computation, not a different one."""
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype, what
+    eps = np.finfo(expected.dtype).eps
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=16 * eps, atol=16 * eps * scale, err_msg=what)
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    previous = rnnkit.get_num_threads()
+    rnnkit.set_num_threads(n)
+    try:
+        yield
+    finally:
+        rnnkit.set_num_threads(previous)
+
+
+def check_against_reference(cell, problem, reverse):
+    """Forward and backward through both implementations; every output and gradient must agree."""
+    inputs, douts = problem
+    x = inputs["x"]
+    T, N, C = x.shape
+    H = inputs["W_hh"].shape[1]
+    tol = TOL[x.dtype]
+
+    out, cache = forward(F, cell, reverse=reverse, **inputs)
+    out_ref, cache_ref = forward(ref, cell, reverse=reverse, **inputs)
+    assert_all_close(out, out_ref, tol)
+    expected_shapes = {"y": (T, N, H), "h_n": (N, H), "c_n": (N, H)}
+    for name, a in out.items():
+        assert a.shape == expected_shapes[name] and a.dtype == x.dtype, name
+
+    grads = backward(F, cell, cache, **douts)
+    grads_ref = backward(ref, cell, cache_ref, **douts)
+    assert_all_close(grads, grads_ref, tol)
+    expected_shapes = {"dx": (T, N, C), "dh0": (N, H), "dc0": (N, H), "dW_ih": inputs["W_ih"].shape,
+                       "dW_hh": inputs["W_hh"].shape, "db_ih": inputs["b_ih"].shape, "db_hh": inputs["b_hh"].shape}
+    for name, a in grads.items():
+        assert a.shape == expected_shapes[name] and a.dtype == x.dtype, name
+
+    # Exact zeros where the contract says so: outputs at invalid steps are constant zeros, so nothing flows
+    # into the input there either.
+    invalid = ~valid_mask(inputs["lengths"], T, N)
+    assert np.all(out["y"][invalid] == 0), "y must be exactly 0 at invalid steps"
+    assert np.all(grads["dx"][invalid] == 0), "dx must be exactly 0 at invalid steps"
+    return out, grads
+
+
+# --------------------------------------------------------------------------------------------------
+# The grid: cell x direction x lengths x initial state x dtype x threads
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_h0", [False, True], ids=["h0_none", "h0_given"])
+@pytest.mark.parametrize("lengths", LENGTHS_KINDS, ids=[f"lengths_{k}" for k in LENGTHS_KINDS])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+def test_matches_reference(cell, reverse, lengths, with_h0, dtype, threads, rng):
+    problem = make_problem(rng, cell, dtype, **SMALL, lengths=lengths, with_h0=with_h0)
+    check_against_reference(cell, problem, reverse)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+def test_matches_reference_large(cell, reverse, dtype, threads, rng):
+    problem = make_problem(rng, cell, dtype, **LARGE, lengths="mixed", with_h0=True)
+    check_against_reference(cell, problem, reverse)
+
+
+# --------------------------------------------------------------------------------------------------
+# Threads, optional gradients, repeated backward, inputs left alone
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lengths", ["none", "with_zero"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+def test_one_and_two_threads_agree(cell, reverse, lengths, dtype, rng):
+    inputs, douts = make_problem(rng, cell, dtype, **LARGE, lengths=lengths)
+    results = []
+    for n in (1, 2):
+        with num_threads(n):
+            assert rnnkit.get_num_threads() == n
+            out, cache = forward(F, cell, reverse=reverse, **inputs)
+            grads = backward(F, cell, cache, **douts)
+        results.append({**out, **grads})
+    one, two = results
+    # The recurrence of each batch row is computed the same way whatever thread runs it; only the
+    # summation order of weight gradients over the row split may differ.
+    assert_all_close(two, one, THREAD_TOL[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+def test_repeated_calls_are_bitwise_identical(cell, dtype, threads, rng):
+    # The same call on the same inputs must give the same bits every time. Between calls, arrays of varied
+    # sizes are allocated and kept alive so that the buffers numpy hands to the kernels (outputs, cache) start
+    # at different addresses: results must not depend on where memory happens to be aligned.
+    # H = 20: gate rows of 20 to 80 elements, long enough for 8-double and 16-float packets
+    inputs, douts = make_problem(rng, cell, dtype, T=6, N=5, C=3, H=20, lengths="mixed")
+    out, cache = forward(F, cell, **inputs)
+    first = {**out, **backward(F, cell, cache, **douts)}
+    keep = []
+    for i in range(48):
+        keep.append(np.empty(1 + 3 * i, dtype=np.uint8))
+        out, cache = forward(F, cell, **inputs)
+        again = {**out, **backward(F, cell, cache, **douts)}
+        for name in first:
+            np.testing.assert_array_equal(again[name], first[name], err_msg=f"call {i + 2}: {name}")
+
+
+@pytest.mark.parametrize("mod", [F, ref], ids=["functional", "reference"])
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+def test_missing_state_gradients_equal_zeros(cell, mod, rng):
+    # Compared to a few ulps rather than bitwise, so that this test is about None meaning zero and nothing
+    # else; bitwise reproducibility has its own test (test_repeated_calls_are_bitwise_identical).
+    assert_equal = assert_same
+    inputs, douts = make_problem(rng, cell, np.float64, **SMALL, lengths="with_zero")
+    _, cache = forward(mod, cell, **inputs)
+    zeros = np.zeros_like(douts["dh_n"])
+    if cell.has_c:
+        with_none = backward(mod, cell, cache, douts["dy"], dh_n=None, dc_n=None)
+        with_zeros = backward(mod, cell, cache, douts["dy"], dh_n=zeros, dc_n=zeros)
+        # each one alone as well
+        only_h = backward(mod, cell, cache, douts["dy"], dh_n=douts["dh_n"], dc_n=None)
+        only_h_zeros = backward(mod, cell, cache, douts["dy"], dh_n=douts["dh_n"], dc_n=zeros)
+        for name in only_h:
+            assert_equal(only_h[name], only_h_zeros[name], f"dc_n=None: {name}")
+        only_c = backward(mod, cell, cache, douts["dy"], dh_n=None, dc_n=douts["dc_n"])
+        only_c_zeros = backward(mod, cell, cache, douts["dy"], dh_n=zeros, dc_n=douts["dc_n"])
+        for name in only_c:
+            assert_equal(only_c[name], only_c_zeros[name], f"dh_n=None: {name}")
+    else:
+        with_none = backward(mod, cell, cache, douts["dy"])
+        with_zeros = backward(mod, cell, cache, douts["dy"], dh_n=zeros)
+    for name in with_none:
+        assert_equal(with_none[name], with_zeros[name], name)
+
+
+@pytest.mark.parametrize("mod", [F, ref], ids=["functional", "reference"])
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+def test_backward_twice_gives_the_same_result(cell, mod, rng):
+    inputs, douts = make_problem(rng, cell, np.float32, **SMALL, lengths="mixed")
+    _, cache = forward(mod, cell, reverse=True, **inputs)
+    first = backward(mod, cell, cache, **douts)
+    first_copy = {k: v.copy() for k, v in first.items()}
+    second = backward(mod, cell, cache, **douts)
+    for name in first:
+        # backward must not consume or alter the cache: a second call gives the same gradients (to a few
+        # ulps here; bitwise reproducibility has its own test, test_repeated_calls_are_bitwise_identical)
+        assert_same(second[name], first_copy[name], name)
+        # and the second call did not write into the first call's results
+        np.testing.assert_array_equal(first[name], first_copy[name], err_msg=name)
+        assert not np.shares_memory(first[name], second[name]), name
+
+
+@pytest.mark.parametrize("mod", [F, ref], ids=["functional", "reference"])
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+def test_inputs_are_not_modified(cell, mod, rng):
+    inputs, douts = make_problem(rng, cell, np.float64, **SMALL, lengths="with_zero")
+    before = {k: (None if v is None else v.copy()) for k, v in {**inputs, **douts}.items()}
+    out, cache = forward(mod, cell, **inputs)
+    grads = backward(mod, cell, cache, **douts)
+    for k, v in {**inputs, **douts}.items():
+        if v is not None:
+            np.testing.assert_array_equal(v, before[k], err_msg=f"{k} was modified")
+    # the results are fresh arrays, not views of the inputs (writing to them must not touch the inputs)
+    for name, a in {**out, **grads}.items():
+        for k, v in {**inputs, **douts}.items():
+            if v is not None:
+                assert not np.shares_memory(a, v), f"{name} shares memory with input {k}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The oracle itself: reference gradients vs central finite differences (float64)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lengths", ["none", "with_zero"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("mod", [F, ref], ids=["functional", "reference"])
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+def test_gradients_match_finite_differences(cell, mod, reverse, lengths, rng):
+    inputs, douts = make_problem(rng, cell, np.float64, T=5, N=4, C=3, H=3, lengths=lengths, with_h0=True)
+
+    def loss(inp):
+        out, _ = forward(mod, cell, reverse=reverse, **inp)
+        total = np.sum(douts["dy"] * out["y"]) + np.sum(douts["dh_n"] * out["h_n"])
+        if cell.has_c:
+            total += np.sum(douts["dc_n"] * out["c_n"])
+        return total
+
+    _, cache = forward(mod, cell, reverse=reverse, **inputs)
+    grads = backward(mod, cell, cache, **douts)
+    eps = 1e-6
+    for name in ("x", "h0", "c0", "W_ih", "W_hh", "b_ih", "b_hh"):
+        if name not in inputs:
+            continue
+        direction = rng.standard_normal(inputs[name].shape)
+        plus = dict(inputs, **{name: inputs[name] + eps * direction})
+        minus = dict(inputs, **{name: inputs[name] - eps * direction})
+        numeric = (loss(plus) - loss(minus)) / (2 * eps)
+        analytic = np.sum(grads["d" + name] * direction)
+        # central differences: truncation error O(eps^2) ~ 1e-12, cancellation ~ 1e-16 / eps ~ 1e-10
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=f"d{name}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Module-level functions
+# --------------------------------------------------------------------------------------------------
+
+
+def test_set_and_get_num_threads():
+    previous = rnnkit.get_num_threads()
+    assert isinstance(previous, int) and previous >= 1
+    try:
+        for n in (1, 2, 3):
+            rnnkit.set_num_threads(n)
+            assert rnnkit.get_num_threads() == n
+            assert rnnkit.build_info()["num_threads"] == n
+    finally:
+        rnnkit.set_num_threads(previous)
+    assert rnnkit.get_num_threads() == previous
+
+
+def test_build_info():
+    info = rnnkit.build_info()
+    assert isinstance(info, dict)
+    for key in ("compiler", "flags", "openmp", "num_threads"):
+        assert key in info, key
+    assert isinstance(info["openmp"], bool)
+    assert info["num_threads"] == rnnkit.get_num_threads()

@@ -1,0 +1,196 @@
+"""rnnkit.functional (C++) against PyTorch's own RNN, LSTM and GRU with the same weights.
+
+Forward: y and the final states. Backward: the gradients torch's autograd computes for the
+random-projection loss sum(R * y) + sum(Rh * h_n) (+ sum(Rc * c_n)) with respect to the input, h0, c0 and
+the four weights, against rnnkit's backward called with dy = R, dh_n = Rh, dc_n = Rc.
+
+Variable lengths go through torch.nn.utils.rnn.pack_padded_sequence(enforce_sorted=False) (torch needs
+lengths >= 1). rnnkit's reverse=True is compared with the reverse direction of a bidirectional torch module
+(weight_ih_l0_reverse, ..., h_n[1], y[..., H:]), which runs each sequence from its own last valid step
+down to step 0 and aligns outputs with inputs, as the contract says. torch's GRU is the reset_after=True
+variant; torch has no reset-before GRU.
+"""
+
+import os
+
+import pytest
+
+if os.environ.get("RNNKIT_REQUIRE_TORCH") == "1":
+    import torch  # fail loudly: parity tests must run
+else:
+    torch = pytest.importorskip("torch")
+
+from typing import NamedTuple  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import rnnkit.functional as F  # noqa: E402
+
+
+class Cell(NamedTuple):
+    id: str
+    kind: str  # "rnn", "lstm", "gru"
+    G: int
+    options: tuple  # rnnkit forward keyword options as (name, value) pairs
+    torch_cls: str
+    torch_kwargs: tuple
+
+    @property
+    def has_c(self):
+        return self.kind == "lstm"
+
+
+CELLS = [
+    Cell("rnn_tanh", "rnn", 1, (("nonlinearity", "tanh"),), "RNN", (("nonlinearity", "tanh"),)),
+    Cell("rnn_relu", "rnn", 1, (("nonlinearity", "relu"),), "RNN", (("nonlinearity", "relu"),)),
+    Cell("lstm", "lstm", 4, (), "LSTM", ()),
+    Cell("gru", "gru", 3, (("reset_after", True),), "GRU", ()),
+]
+CELL_PARAMS = [pytest.param(c, id=c.id) for c in CELLS]
+
+SHAPES = {
+    "small": dict(T=7, N=5, C=3, H=4),
+    "large": dict(T=20, N=33, C=16, H=32),
+}
+
+# Two independent implementations, both computing in the test's dtype. float64: rounding only (~1e-13
+# relative), rtol 1e-10 catches anything real. float32 (eps 1.2e-7): torch (MKL / oneDNN GEMMs, its own
+# gate fusion) and rnnkit each accumulate ~1e-6 relative rounding over T steps; rtol 1e-5 covers both.
+# atol is scaled by max(1, max |expected|) because values are O(1) but weight gradients sum T*N terms and
+# elements near zero by cancellation have no relative accuracy (see test_functional.py).
+TOL = {
+    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
+    np.dtype(np.float32): dict(rtol=1e-5, atol=1e-5),
+}
+
+
+def assert_close(actual, expected, dtype, what):
+    tol = TOL[np.dtype(dtype)]
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
+    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}, expected {np.dtype(dtype)}"
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
+
+
+def rnnkit_run(cell, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, dy, dh_n, dc_n):
+    fwd = getattr(F, f"{cell.kind}_forward")
+    bwd = getattr(F, f"{cell.kind}_backward")
+    if cell.has_c:
+        y, h_n, c_n, cache = fwd(x, W_ih, W_hh, b_ih, b_hh, h0=h0, c0=c0, lengths=lengths, reverse=reverse)
+        dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh = bwd(cache, dy, dh_n=dh_n, dc_n=dc_n)
+        out = dict(y=y, h_n=h_n, c_n=c_n)
+        grads = dict(dx=dx, dh0=dh0, dc0=dc0)
+    else:
+        y, h_n, cache = fwd(x, W_ih, W_hh, b_ih, b_hh, h0=h0, lengths=lengths, reverse=reverse,
+                            **dict(cell.options))
+        dx, dh0, dW_ih, dW_hh, db_ih, db_hh = bwd(cache, dy, dh_n=dh_n)
+        out = dict(y=y, h_n=h_n)
+        grads = dict(dx=dx, dh0=dh0)
+    grads.update(dW_ih=dW_ih, dW_hh=dW_hh, db_ih=db_ih, db_hh=db_hh)
+    return out, grads
+
+
+def torch_run(cell, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, dy, dh_n, dc_n):
+    """The same computation with torch; reverse=True uses the reverse half of a bidirectional module whose
+    forward half gets unrelated weights and state and does not enter the loss."""
+    T, N, C = x.shape
+    H = W_hh.shape[1]
+    dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[x.dtype]
+    module = getattr(torch.nn, cell.torch_cls)(
+        C, H, num_layers=1, bias=True, batch_first=False, bidirectional=reverse, dtype=dtype,
+        **dict(cell.torch_kwargs))
+    suffix = "_reverse" if reverse else ""
+    with torch.no_grad():
+        for name, value in (("weight_ih", W_ih), ("weight_hh", W_hh), ("bias_ih", b_ih), ("bias_hh", b_hh)):
+            getattr(module, f"{name}_l0{suffix}").copy_(torch.from_numpy(value))
+    params = {name: getattr(module, f"{name}_l0{suffix}")
+              for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+
+    xt = torch.tensor(x, requires_grad=True)
+    d = 1 if reverse else 0  # which direction of the module is ours
+
+    def initial(state):
+        if state is None:
+            return None
+        s = np.zeros((2 if reverse else 1, N, H), dtype=x.dtype)
+        if reverse:
+            s[0] = 0.25  # the (unused) forward direction's state: anything
+        s[d] = state
+        return torch.tensor(s, requires_grad=True)
+
+    h0t, c0t = initial(h0), (initial(c0) if cell.has_c else None)
+    if cell.has_c:
+        hx = None if h0t is None and c0t is None else (h0t, c0t)
+        assert (h0t is None) == (c0t is None)
+    else:
+        hx = h0t
+
+    if lengths is None:
+        yt, state = module(xt, hx)
+    else:
+        packed = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.as_tensor(lengths, dtype=torch.int64),
+                                                         enforce_sorted=False)
+        packed_out, state = module(packed, hx)
+        yt, _ = torch.nn.utils.rnn.pad_packed_sequence(packed_out, total_length=T)
+    h_nt, c_nt = state if cell.has_c else (state, None)
+    yt = yt[..., d * H:(d + 1) * H]
+    h_nt = h_nt[d]
+    c_nt = c_nt[d] if cell.has_c else None
+
+    loss = (torch.from_numpy(dy) * yt).sum() + (torch.from_numpy(dh_n) * h_nt).sum()
+    if cell.has_c:
+        loss = loss + (torch.from_numpy(dc_n) * c_nt).sum()
+    loss.backward()
+
+    out = dict(y=yt.detach().numpy(), h_n=h_nt.detach().numpy())
+    grads = dict(dx=xt.grad.numpy())
+    grads["dh0"] = h0t.grad[d].numpy() if h0t is not None else None
+    if cell.has_c:
+        out["c_n"] = c_nt.detach().numpy()
+        grads["dc0"] = c0t.grad[d].numpy() if c0t is not None else None
+    grads.update(dW_ih=params["weight_ih"].grad.numpy(), dW_hh=params["weight_hh"].grad.numpy(),
+                 db_ih=params["bias_ih"].grad.numpy(), db_hh=params["bias_hh"].grad.numpy())
+    return out, grads
+
+
+@pytest.mark.parametrize("dtype", [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")])
+@pytest.mark.parametrize("with_h0", [False, True], ids=["h0_none", "h0_given"])
+@pytest.mark.parametrize("lengths_kind", ["none", "mixed"], ids=["lengths_none", "lengths_mixed"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse_vs_bidirectional"])
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+def test_matches_torch(cell, shape, reverse, lengths_kind, with_h0, dtype, rng):
+    T, N, C, H = (SHAPES[shape][k] for k in "TNCH")
+    G = cell.G
+    k = 1 / np.sqrt(H)
+
+    def u(*s):
+        return rng.uniform(-k, k, size=s).astype(dtype)
+
+    def normal(*s, scale=1.0):
+        return (scale * rng.standard_normal(s)).astype(dtype)
+
+    x = normal(T, N, C)
+    W_ih, W_hh, b_ih, b_hh = u(G * H, C), u(G * H, H), u(G * H), u(G * H)
+    h0 = normal(N, H, scale=0.5) if with_h0 else None
+    c0 = normal(N, H, scale=0.5) if with_h0 and cell.has_c else None
+    if lengths_kind == "none":
+        lengths = None
+    else:  # a length-1, a full-length and an in-between sequence, in no particular order (torch needs >= 1)
+        lengths = rng.integers(1, T + 1, size=N).astype(np.int64)
+        lengths[N // 2], lengths[1], lengths[-1] = 1, T, max(2, T // 2)
+    dy, dh_n = normal(T, N, H), normal(N, H)
+    dc_n = normal(N, H) if cell.has_c else None
+    args = (cell, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, dy, dh_n, dc_n)
+
+    out, grads = rnnkit_run(*args)
+    out_t, grads_t = torch_run(*args)
+
+    for name in out_t:
+        assert_close(out[name], out_t[name], dtype, name)
+    for name in grads_t:
+        if grads_t[name] is None:  # h0 / c0 was None: torch has no gradient for it
+            assert grads[name].shape == (N, H)
+            continue
+        assert_close(grads[name], grads_t[name], dtype, name)
