@@ -148,6 +148,7 @@ inline void copy_or_zero(S* dst, const S* src, Index rows, Index cols) {
 template <class Cell, class S>
 void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const ForwardBuffers<S>& b, int nthreads) {
   const Index T = d.T, N = d.N, C = d.C, H = d.H, GH = Cell::G * H, TN = T * N;
+  nthreads = threads_for(2.0 * TN * GH * (C + H), nthreads);
   nthreads = static_cast<int>(std::max<Index>(1, std::min<Index>(nthreads, std::max<Index>(N, 1))));
   const Index nb_max = (N + nthreads - 1) / nthreads;
   // Per thread: h, h_new, c, c_new [nb, H] and work [nb, G*H]; allocated once, before the loop.
@@ -223,7 +224,7 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
 template <class Cell, class S>
 void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const BackwardBuffers<S>& b, int nthreads) {
   const Index T = d.T, N = d.N, C = d.C, H = d.H, GH = Cell::G * H, TN = T * N;
-  nthreads = std::max(1, nthreads);
+  nthreads = threads_for(4.0 * TN * GH * (C + H), nthreads);
   const int rec_threads = static_cast<int>(std::max<Index>(1, std::min<Index>(nthreads, N)));
   const Index nb_max = (N + rec_threads - 1) / rec_threads;
   // Per thread: dh, dh_new, dc, dc_new, dh_rec [nb, H] and work [nb, G*H]; allocated once, before the loop.

@@ -56,6 +56,13 @@ inline void barrier(int nt) {
 #endif
 }
 
+// The threads worth starting for `flops` of work: a parallel region costs microseconds
+// (far more when the machine is busy), so small calls run on the calling thread.
+inline int threads_for(double flops, int requested) {
+  constexpr double min_flops_per_thread = 4e6;
+  return static_cast<int>(std::max(1.0, std::min<double>(requested, flops / min_flops_per_thread)));
+}
+
 // Thread tid's share [begin, end) of n items.
 inline std::pair<Index, Index> share(Index n, int tid, int nt) {
   return {n * tid / nt, n * (tid + 1) / nt};
