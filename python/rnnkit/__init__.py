@@ -1,8 +1,15 @@
 """rnnkit: fast CPU recurrent neural networks (RNN, LSTM, GRU) with C++ forward and BPTT."""
 
-from . import functional, reference
-from ._core import build_info, get_num_threads, set_num_threads
+__version__ = "0.1.0"  # before the imports: saving records it in model files
 
-__version__ = "0.1.0"
+from . import callbacks, functional, initializers, layers, losses, metrics, optimizers, reference
+from ._isa import build_info, get_num_threads, set_num_threads
+from .models import Sequential
+from .random import set_seed
+from .saving import load_model
 
-__all__ = ["functional", "reference", "build_info", "get_num_threads", "set_num_threads", "__version__"]
+__all__ = [
+    "Sequential", "load_model", "set_seed",
+    "layers", "optimizers", "losses", "metrics", "callbacks", "initializers", "functional", "reference",
+    "build_info", "get_num_threads", "set_num_threads", "__version__",
+]
