@@ -1,0 +1,257 @@
+"""Recurrent layers: SimpleRNN, LSTM and GRU, one class each over a shared ``Recurrent`` base.
+
+Inputs are batch-major ``x: [N, T, C]``; the layer hands the kernels of ``rnnkit.functional`` the
+time-major ``[T, N, C]`` array (one transpose per layer boundary) and a mask as per-sequence ``lengths``.
+Outputs: ``[N, T, H]`` with ``return_sequences`` (zeros at padded steps), else ``[N, H]`` (each sequence's
+state after its own last step); with ``return_state`` a list ``[output, h_n]`` (LSTM: ``[output, h_n, c_n]``).
+
+Weights use PyTorch's layout: ``W_ih: [G*H, C]``, ``W_hh: [G*H, H]``, ``b_ih, b_hh: [G*H]`` (LSTM gates i, f, g,
+o; GRU r, z, n). Initialisation follows Keras: ``kernel_initializer`` is called once on the Keras-shaped
+kernel ``[C, G*H]`` and ``recurrent_initializer`` on ``[H, G*H]`` (as Keras' ``add_weight`` does), then
+transposed; ``b_ih`` gets ``bias_initializer`` (LSTM: forget block set to 1 with ``unit_forget_bias``).
+Keras has one bias where PyTorch has two: ``b_hh`` starts at zero, except for GRU with ``reset_after``
+(Keras has a recurrent bias there too) and with ``"uniform_pytorch"`` (PyTorch's own init, on all four).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional, initializers
+from .. import random as _random
+from .base import Layer, get_initializer, mask_to_lengths
+
+__all__ = ["Recurrent", "SimpleRNN", "LSTM", "GRU", "dropout_mask", "reverse_steps"]
+
+
+def dropout_mask(shape, rate, dtype):
+    """An inverted-dropout mask: ``shape`` of 0 and 1/(1-rate), drawn from rnnkit's generator."""
+    keep = _random.generator().random(shape) >= rate
+    return keep.astype(dtype) / np.asarray(1.0 - rate, dtype)
+
+
+def reverse_steps(a, lengths):
+    """a: [N, T, ...] with each sequence's first ``lengths[n]`` steps reversed (all T when lengths is None).
+
+    Its own inverse; padded steps stay where they are, so a right-padded mask still describes the result.
+    """
+    if lengths is None:
+        return a[:, ::-1]
+    t = np.arange(a.shape[1])
+    index = np.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+    return a[np.arange(a.shape[0])[:, None], index]
+
+
+def _rate(name, value):
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name}: expected a rate in [0, 1), got {value}")
+    return value
+
+
+class Recurrent(Layer):
+    """Shared machinery of the recurrent layers; a subclass names its ``cell`` and ``gates``.
+
+    x: [N, T, C]; mask: [N, T] right-padded or None; initial_state: list of [N, H] arrays (h, and c for LSTM).
+    ``stateful=True`` keeps the final states of each call as the next call's initial states (the gradient is
+    cut between calls: truncated BPTT); ``reset_states()`` forgets them.
+    """
+
+    cell = None  # "rnn" | "lstm" | "gru": the functional kernel pair
+    gates = 1  # G
+    n_states = 1  # 2 for LSTM (h, c)
+    options = ()  # names of constructor arguments passed on to the kernels and kept in the config
+    supports_masking = True
+
+    def __init__(self, units, return_sequences=False, return_state=False, go_backwards=False, stateful=False,
+                 dropout=0.0, recurrent_dropout=0.0, use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
+            raise ValueError(f"units: expected a positive integer, got {units!r}")
+        self.units = int(units)
+        self.return_sequences, self.return_state = bool(return_sequences), bool(return_state)
+        self.go_backwards, self.stateful, self.use_bias = bool(go_backwards), bool(stateful), bool(use_bias)
+        self.dropout, self.recurrent_dropout = _rate("dropout", dropout), _rate("recurrent_dropout", recurrent_dropout)
+        self.kernel_initializer = get_initializer("kernel_initializer", kernel_initializer)
+        self.recurrent_initializer = get_initializer("recurrent_initializer", recurrent_initializer)
+        self.bias_initializer = get_initializer("bias_initializer", bias_initializer)
+        self.states = None  # stateful: [h_n] or [h_n, c_n] of the last call
+        self.state_grads = None  # after backward: gradient of the initial states, [N, H] each
+        self._align_output = False  # set by Bidirectional: go_backwards output aligned with the input steps
+        self._context = None
+
+    # ---- weights --------------------------------------------------------------------------------------
+    def build(self, input_shape):
+        C, H, G = input_shape[-1], self.units, self.gates
+        if C is None:
+            raise ValueError(f"x: layer {self.name!r} needs a known feature size, got input shape {input_shape}")
+        dt = self.dtype
+        self.add_weight("W_ih", self.kernel_initializer((C, G * H), dt, fan=H).T)
+        self.add_weight("W_hh", self.recurrent_initializer((H, G * H), dt, fan=H).T)
+        if self.use_bias:
+            b_ih = np.array(self.bias_initializer((G * H,), dt, fan=H), dtype=dt)
+            if getattr(self, "unit_forget_bias", False):
+                b_ih[H:2 * H] = 1.0
+            two_biases = getattr(self, "reset_after", False) or _is_pytorch_init(self.bias_initializer)
+            b_hh = self.bias_initializer((G * H,), dt, fan=H) if two_biases else np.zeros(G * H, dt)
+            self.add_weight("b_ih", b_ih)
+            self.add_weight("b_hh", b_hh)
+        else:
+            self._zero_bias = np.zeros(G * H, dt)
+        self.built = True
+
+    def _kernel_weights(self):
+        w = self.weights
+        return (w[0], w[1], w[2], w[3]) if self.use_bias else (w[0], w[1], self._zero_bias, self._zero_bias)
+
+    def _kernel_options(self):
+        return {name: getattr(self, name) for name in self.options if name != "unit_forget_bias"}
+
+    # ---- forward and backward ------------------------------------------------------------------------
+    def call(self, x, mask=None, training=False, initial_state=None):
+        x = np.asarray(x, dtype=self.dtype)
+        if x.ndim != 3:
+            raise ValueError(f"x: layer {self.name!r} expects a batch of sequences [N, T, C], got shape {x.shape}")
+        N, T, C = x.shape
+        lengths = None if mask is None else mask_to_lengths(mask)
+        if lengths is not None and lengths.shape[0] != N:
+            raise ValueError(f"mask: expected shape [N, T] = [{N}, {T}], got {np.shape(mask)}")
+        in_mask = dropout_mask((N, 1, C), self.dropout, self.dtype) if training and self.dropout else None
+        rec_mask = dropout_mask((N, self.units), self.recurrent_dropout, self.dtype) \
+            if training and self.recurrent_dropout else None
+        states0 = self._initial_states(initial_state, N)
+
+        kw = dict(lengths=lengths, reverse=self.go_backwards, **self._kernel_options())
+        if rec_mask is not None:
+            kw["recurrent_mask"] = rec_mask
+        if self.n_states == 2:
+            kw["c0"] = states0[1]
+        x_t = (x if in_mask is None else x * in_mask).transpose(1, 0, 2)  # [T, N, C] (functional copies it once)
+        out = getattr(functional, f"{self.cell}_forward")(x_t, *self._kernel_weights(), h0=states0[0], **kw)
+        y_t, states, cache = out[0], list(out[1:-1]), out[-1]  # y_t: [T, N, H]
+        if self.stateful:
+            self.states = states
+        self._context = (cache, in_mask, lengths, y_t.shape)
+
+        if self.return_sequences:
+            output = y_t.transpose(1, 0, 2)  # [N, T, H] (a view: the next layer's transpose undoes it)
+            if self.go_backwards and not self._align_output:
+                output = reverse_steps(output, lengths)
+        else:
+            output = states[0]
+        return [output, *states] if self.return_state else output
+
+    def _initial_states(self, initial_state, N):
+        if initial_state is None:
+            if self.stateful and self.states is not None:
+                if self.states[0].shape[0] != N:
+                    raise ValueError(f"x: stateful layer {self.name!r} holds states for batches of "
+                                     f"{self.states[0].shape[0]}, got a batch of {N}; call reset_states() first")
+                return self.states
+            return [None] * self.n_states
+        states = [initial_state] if isinstance(initial_state, np.ndarray) else list(initial_state)
+        if len(states) != self.n_states:
+            raise ValueError(f"initial_state: layer {self.name!r} takes {self.n_states} state array(s), "
+                             f"got {len(states)}")
+        states = [np.asarray(s, dtype=self.dtype) for s in states]
+        for s in states:
+            if s.shape != (N, self.units):
+                raise ValueError(f"initial_state: expected arrays of shape [N, H] = [{N}, {self.units}], got {s.shape}")
+        return states
+
+    def backward(self, dout):
+        """dout: the gradient of the output ([N, T, H] or [N, H]; with return_state a list with one entry
+        per returned array, None for zero). Returns dx: [N, T, C]; fills ``grads`` and ``state_grads``."""
+        if self._context is None:
+            raise RuntimeError(f"layer {self.name!r}: backward() needs a forward call first")
+        cache, in_mask, lengths, (T, N, H) = self._context
+        douts = list(dout) if self.return_state else [dout]
+        dy = None if douts[0] is None else np.asarray(douts[0], dtype=self.dtype)
+        dstates = [None if d is None else np.asarray(d, dtype=self.dtype) for d in douts[1:]]
+        dstates += [None] * (self.n_states - len(dstates))
+        if self.return_sequences:
+            if dy is not None and self.go_backwards and not self._align_output:
+                dy = reverse_steps(dy, lengths)
+            dy_t = np.zeros((T, N, H), self.dtype) if dy is None else dy.transpose(1, 0, 2)
+        else:
+            dy_t = np.zeros((T, N, H), self.dtype)
+            if dy is not None:
+                dstates[0] = dy if dstates[0] is None else dstates[0] + dy
+        out = getattr(functional, f"{self.cell}_backward")(cache, dy_t, *dstates)
+        dx = out[0].transpose(1, 0, 2)
+        if in_mask is not None:
+            dx = dx * in_mask
+        self.state_grads = list(out[1:1 + self.n_states])
+        self.grads = list(out[1 + self.n_states:])[:len(self.weights)]
+        return dx
+
+    def reset_states(self, states=None):
+        """Forget the carried states (stateful layers); ``states`` ([N, H] arrays: h, and c for LSTM) sets them."""
+        if states is not None:
+            states = [states] if isinstance(states, np.ndarray) else list(states)
+            states = self._initial_states(states, np.shape(states[0])[0])
+        self.states = states
+
+    # ---- shapes, masks, config ------------------------------------------------------------------------
+    def compute_output_shape(self, input_shape):
+        N, T = input_shape[0], input_shape[1]
+        output = (N, T, self.units) if self.return_sequences else (N, self.units)
+        return [output] + [(N, self.units)] * self.n_states if self.return_state else output
+
+    def compute_mask(self, x, mask=None):
+        if not self.return_sequences:
+            return None
+        return [mask] + [None] * self.n_states if self.return_state else mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units, return_sequences=self.return_sequences, return_state=self.return_state,
+                      go_backwards=self.go_backwards, stateful=self.stateful, dropout=self.dropout,
+                      recurrent_dropout=self.recurrent_dropout, use_bias=self.use_bias,
+                      kernel_initializer=initializers.serialize(self.kernel_initializer),
+                      recurrent_initializer=initializers.serialize(self.recurrent_initializer),
+                      bias_initializer=initializers.serialize(self.bias_initializer))
+        config.update({name: getattr(self, name) for name in self.options})
+        return config
+
+
+def _is_pytorch_init(init):
+    return isinstance(init, initializers.UniformPytorch)
+
+
+class SimpleRNN(Recurrent):
+    """Elman RNN: ``h_t = activation(W_ih x_t + b_ih + W_hh h_prev + b_hh)``; activation "tanh" or "relu"."""
+
+    cell, gates, options = "rnn", 1, ("nonlinearity",)
+
+    def __init__(self, units, activation="tanh", **kwargs):
+        if activation not in ("tanh", "relu"):
+            raise ValueError(f"activation: SimpleRNN supports 'tanh' or 'relu', got {activation!r}")
+        self.nonlinearity = activation
+        super().__init__(units, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config["activation"] = config.pop("nonlinearity")
+        return config
+
+
+class LSTM(Recurrent):
+    """LSTM (gates i, f, g, o); ``unit_forget_bias`` starts the forget gate's ``b_ih`` block at 1 (Keras)."""
+
+    cell, gates, n_states, options = "lstm", 4, 2, ("unit_forget_bias",)
+
+    def __init__(self, units, unit_forget_bias=True, **kwargs):
+        self.unit_forget_bias = bool(unit_forget_bias)
+        super().__init__(units, **kwargs)
+
+
+class GRU(Recurrent):
+    """GRU (gates r, z, n); ``reset_after=True`` (Keras 3 and PyTorch) applies r after the W_hn product."""
+
+    cell, gates, options = "gru", 3, ("reset_after",)
+
+    def __init__(self, units, reset_after=True, **kwargs):
+        self.reset_after = bool(reset_after)
+        super().__init__(units, **kwargs)

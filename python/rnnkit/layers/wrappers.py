@@ -1,0 +1,134 @@
+"""Bidirectional: a recurrent layer run forward and, with its own weights, backward over each sequence."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer
+from .recurrent import Recurrent
+
+__all__ = ["Bidirectional"]
+
+_MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+
+class Bidirectional(Layer):
+    """Bidirectional(layer, merge_mode="concat"): ``layer`` over x, and a copy of it (its own weights) over
+    each sequence from its own last step back to its first (the kernels' ``reverse=True``), outputs aligned
+    with the input steps, then merged: "concat" ([..., 2H]), "sum", "mul", "ave", or None (a list of both).
+
+    x: [N, T, C]; mask: [N, T] right-padded. With ``return_state`` the output is
+    ``[merged, *forward_states, *backward_states]``. Weights: the forward layer's, then the backward layer's.
+    """
+
+    supports_masking = True
+
+    def __init__(self, layer, merge_mode="concat", **kwargs):
+        if not isinstance(layer, Recurrent):
+            raise TypeError(f"layer: Bidirectional wraps a SimpleRNN, LSTM or GRU, got {type(layer).__name__}")
+        if merge_mode not in _MERGE_MODES:
+            raise ValueError(f"merge_mode: expected one of {_MERGE_MODES}, got {merge_mode!r}")
+        if "batch_input_shape" not in kwargs and "input_shape" not in kwargs and layer.batch_input_shape:
+            kwargs["batch_input_shape"] = layer.batch_input_shape
+        super().__init__(**{"dtype": layer.dtype, **kwargs})
+        config = layer.get_config()
+        config.pop("batch_input_shape", None)
+        self.forward_layer = type(layer).from_config({**config, "name": "forward_" + layer.name})
+        self.backward_layer = type(layer).from_config(
+            {**config, "name": "backward_" + layer.name, "go_backwards": not layer.go_backwards})
+        self.backward_layer._align_output = True
+        self.merge_mode, self._inner_name = merge_mode, layer.name
+        self.return_sequences, self.return_state = layer.return_sequences, layer.return_state
+
+    def build(self, input_shape):
+        f, b = self.forward_layer, self.backward_layer
+        f.ensure_built(input_shape)
+        b.ensure_built(input_shape)
+        self.weights = f.weights + b.weights  # the same arrays: set_weights and optimizers update the layers
+        self.weight_names = [f"forward/{n}" for n in f.weight_names] + [f"backward/{n}" for n in b.weight_names]
+        self._n_trainable = len(self.weights)
+        self.built = True
+
+    def reset_states(self, states=None):
+        self.forward_layer.reset_states()
+        self.backward_layer.reset_states()
+
+    def call(self, x, mask=None, training=False, initial_state=None):
+        n = self.forward_layer.n_states
+        init_f, init_b = (None, None) if initial_state is None else (initial_state[:n], initial_state[n:])
+        out_f = self.forward_layer(x, mask=mask, training=training, initial_state=init_f)
+        out_b = self.backward_layer(x, mask=mask, training=training, initial_state=init_b)
+        if self.return_state:
+            (y_f, *states_f), (y_b, *states_b) = out_f, out_b
+        else:
+            y_f, y_b, states_f, states_b = out_f, out_b, [], []
+        self._pair = (y_f, y_b)
+        if self.merge_mode is None:
+            merged = [y_f, y_b]
+        elif self.merge_mode == "concat":
+            merged = np.concatenate([y_f, y_b], axis=-1)
+        elif self.merge_mode == "sum":
+            merged = y_f + y_b
+        elif self.merge_mode == "mul":
+            merged = y_f * y_b
+        else:
+            merged = (y_f + y_b) / 2
+        if self.return_state:
+            return [*(merged if self.merge_mode is None else [merged]), *states_f, *states_b]
+        return merged
+
+    def backward(self, dout):
+        """dout: gradient of the output (a list like the output for merge_mode=None or return_state)."""
+        n = self.forward_layer.n_states
+        douts = list(dout) if (self.return_state or self.merge_mode is None) else [dout]
+        if self.merge_mode is None:
+            dy_f, dy_b, rest = douts[0], douts[1], douts[2:]
+        else:
+            d, rest = douts[0], douts[1:]
+            y_f, y_b = self._pair
+            if d is None:
+                dy_f = dy_b = None
+            elif self.merge_mode == "concat":
+                H = y_f.shape[-1]
+                dy_f, dy_b = d[..., :H], d[..., H:]
+            elif self.merge_mode == "sum":
+                dy_f = dy_b = d
+            elif self.merge_mode == "mul":
+                dy_f, dy_b = d * y_b, d * y_f
+            else:
+                dy_f = dy_b = d / 2
+        rest = list(rest) + [None] * (2 * n - len(rest))
+        pack_f = [dy_f, *rest[:n]] if self.return_state else dy_f
+        pack_b = [dy_b, *rest[n:]] if self.return_state else dy_b
+        dx = self.forward_layer.backward(pack_f) + self.backward_layer.backward(pack_b)
+        self.grads = self.forward_layer.grads + self.backward_layer.grads
+        return dx
+
+    def compute_output_shape(self, input_shape):
+        shape = self.forward_layer.compute_output_shape(input_shape)
+        out, states = (shape[0], shape[1:]) if self.return_state else (shape, [])
+        if self.merge_mode is None:
+            outs = [out, out]
+        else:
+            outs = [(*out[:-1], 2 * out[-1]) if self.merge_mode == "concat" else out]
+        return [*outs, *states, *states] if (self.return_state or self.merge_mode is None) else outs[0]
+
+    def compute_mask(self, x, mask=None):
+        if not self.return_sequences:
+            return None
+        n = 2 if self.merge_mode is None else 1
+        if not self.return_state and n == 1:
+            return mask
+        return [mask] * n + [None] * (2 * self.forward_layer.n_states if self.return_state else 0)
+
+    def get_config(self):
+        layer = self.forward_layer
+        inner = {"class_name": type(layer).__name__, "config": {**layer.get_config(), "name": self._inner_name}}
+        return {**super().get_config(), "layer": inner, "merge_mode": self.merge_mode}
+
+    @classmethod
+    def from_config(cls, config):
+        from . import deserialize
+
+        config = dict(config)
+        return cls(deserialize(config.pop("layer")), **config)
