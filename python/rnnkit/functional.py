@@ -175,3 +175,75 @@ def gru_backward(cache, dy, dh_n=None):
     """
     dx, dh0, _, dW_ih, dW_hh, db_ih, db_hh = _backward("gru", cache, dy, dh_n, None)
     return dx, dh0, dW_ih, dW_hh, db_ih, db_hh
+
+
+# --------------------------------------------------------------------------------------------------
+# Jordan network: the recurrence runs through the output
+# --------------------------------------------------------------------------------------------------
+
+_JORDAN_ACTIVATIONS = ("tanh", "relu", "sigmoid")
+_JORDAN_OUTPUT_ACTIVATIONS = ("linear", "tanh", "sigmoid")
+
+
+def _jordan_options(activation, output_activation):
+    """The kernels' activation names; ValueError naming the argument for an unknown one."""
+    output_activation = "linear" if output_activation is None else output_activation
+    if activation not in _JORDAN_ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {_JORDAN_ACTIVATIONS}, got {activation!r}")
+    if output_activation not in _JORDAN_OUTPUT_ACTIVATIONS:
+        raise ValueError(f"output_activation: expected one of {_JORDAN_OUTPUT_ACTIVATIONS} or None, "
+                         f"got {output_activation!r}")
+    return {"activation": activation, "output_activation": output_activation}
+
+
+class JordanCache(Cache):
+    """What jordan_forward keeps for jordan_backward: ``inputs`` = (x, W_xh, W_yh, b_h, W_hy, b_y);
+    ``arrays``: y_prev [T, N, O] the state entering each step, h [T, N, U] the hidden layer, y_step [T, N, O]
+    each step's output as computed (also past a sequence's length, where y holds zeros)."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        T, N, C = self.x.shape
+        U, O = self.inputs[2].shape
+        return f"<rnnkit.functional.JordanCache of jordan_forward: T={T}, N={N}, C={C}, U={U}, O={O}>"
+
+
+def jordan_forward(x, W_xh, W_yh, b_h, W_hy, b_y, y0=None, lengths=None, reverse=False, activation="tanh",
+                   output_activation=None):
+    """Jordan network over whole sequences; the state is the output y (U = hidden units, O = outputs).
+
+    ``h_t = activation(W_xh x_t + W_yh y_prev + b_h)``, ``y_t = output_activation(W_hy h_t + b_y)``, with
+    y_prev = y0 (zeros when None) at a sequence's first step. activation: "tanh", "relu" or "sigmoid";
+    output_activation: None (linear), "linear", "tanh" or "sigmoid". lengths and reverse as for the other cells:
+    past a sequence's length the state y is kept and y_t is 0.
+    x: [T, N, C]; W_xh: [U, C]; W_yh: [U, O]; b_h: [U]; W_hy: [O, U]; b_y: [O]; y0: [N, O] or None;
+    lengths: [N] or None. Returns ``y: [T, N, O], y_n: [N, O], cache`` (the hidden layer is ``cache.arrays["h"]``).
+    """
+    options = _jordan_options(activation, output_activation)
+    x = _array(x, "x")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"x: expected dtype float32 or float64, got {x.dtype}")
+    inputs = (x, _array(W_xh, "W_xh"), _array(W_yh, "W_yh"), _array(b_h, "b_h"), _array(W_hy, "W_hy"),
+              _array(b_y, "b_y"))
+    lengths = _lengths(lengths)
+    reverse = bool(reverse)
+    y, y_n, arrays = _isa.current.jordan_forward(*inputs, _array(y0, "y0"), lengths, reverse, **options)
+    return y, y_n, JordanCache("jordan", options, inputs, lengths, None, reverse, arrays)
+
+
+def jordan_backward(cache, dy, dy_n=None):
+    """Gradients of a Jordan network. dy: [T, N, O]; dy_n: [N, O] or None (zero).
+
+    Returns ``dx: [T, N, C], dy0: [N, O], dW_xh: [U, C], dW_yh: [U, O], db_h: [U], dW_hy: [O, U], db_y: [O]``.
+    """
+    if not isinstance(cache, JordanCache):
+        got = (f"one from {cache.cell}_forward" if isinstance(cache, Cache)
+               else f"{type(cache).__module__}.{type(cache).__qualname__}")
+        raise TypeError(f"cache: expected the rnnkit.functional.JordanCache returned by jordan_forward, got {got}")
+    c = cache
+    return _isa.current.jordan_backward(*c.inputs, c.lengths, c.reverse, **c.options, cache=c.arrays,
+                                        dy=_array(dy, "dy"), dy_n=_array(dy_n, "dy_n"))
+
+
+__all__ += ["JordanCache", "jordan_forward", "jordan_backward"]

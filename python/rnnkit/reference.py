@@ -458,3 +458,101 @@ def gru_backward(cache, dy, dh_n=None):
     )
     dx, (dh0,), (dW_ih, dW_hh, db_ih, db_hh) = _backward_loop(step_backward, cache, dy, dstates)
     return dx, dh0, dW_ih, dW_hh, db_ih, db_hh
+
+
+# --------------------------------------------------------------------------------------------------
+# Jordan network: the recurrence runs through the output
+# --------------------------------------------------------------------------------------------------
+#
+# U = hidden units, O = output units. The state is y_prev [N, O]; it plays the part H plays for the other
+# cells in the shared time loops (y_t is both the step's output and the next step's state).
+
+# name -> (act(a), act'(a) written in terms of the output y = act(a))
+_JORDAN_ACTIVATIONS = {
+    "linear": (lambda a: a, lambda y: np.ones_like(y)),
+    "tanh": (np.tanh, lambda y: 1 - y * y),
+    "relu": (lambda a: np.maximum(a, 0), lambda y: (y > 0).astype(y.dtype)),
+    "sigmoid": (_sigmoid, lambda y: y * (1 - y)),
+}
+
+
+def _jordan_step(weights, f, g, x_t, states):
+    """One Jordan step. x_t: [N, C]; states: (y_prev [N, O],). Returns ((y_t,), saved)."""
+    W_xh, W_yh, b_h, W_hy, b_y = weights
+    (y_prev,) = states
+    # h_t = f(W_xh x_t + W_yh y_prev + b_h)
+    h_t = f(x_t @ W_xh.T + y_prev @ W_yh.T + b_h)
+    # y_t = g(W_hy h_t + b_y)
+    y_t = g(h_t @ W_hy.T + b_y)
+    return (y_t,), (y_prev, h_t, y_t)
+
+
+def _jordan_step_backward(weights, df, dg, x_t, saved, dstates):
+    """Backward of _jordan_step. x_t: [N, C]; dstates: (dy_t [N, O],), the gradient reaching y_t."""
+    W_xh, W_yh, _, W_hy, _ = weights
+    y_prev, h_t, y_t = saved
+    (dy_t,) = dstates
+    # y_t = g(z), z = W_hy h_t + b_y
+    dz = dy_t * dg(y_t)
+    # h_t = f(a), a = W_xh x_t + W_yh y_prev + b_h
+    da = (dz @ W_hy) * df(h_t)
+    dw = (da.T @ x_t, da.T @ y_prev, da.sum(axis=0), dz.T @ h_t, dz.sum(axis=0))
+    return da @ W_xh, (da @ W_yh,), dw
+
+
+def jordan_forward(x, W_xh, W_yh, b_h, W_hy, b_y, y0=None, lengths=None, reverse=False, activation="tanh",
+                   output_activation=None):
+    """Jordan network: h_t = f(W_xh x_t + W_yh y_prev + b_h), y_t = g(W_hy h_t + b_y), y_prev = y0 at the start.
+
+    f = activation ("tanh", "relu", "sigmoid"); g = output_activation (None or "linear", "tanh", "sigmoid").
+    x: [T, N, C]; W_xh: [U, C]; W_yh: [U, O]; b_h: [U]; W_hy: [O, U]; b_y: [O]; y0: [N, O] or None (= zeros);
+    lengths: [N] ints in [0, T] or None (= all T). Returns y: [T, N, O], y_n: [N, O] and a Cache for
+    jordan_backward; cache.steps[t] = (y_prev, h_t, y_t).
+    """
+    output_activation = "linear" if output_activation is None else output_activation
+    if activation not in ("tanh", "relu", "sigmoid"):
+        raise ValueError(f"activation must be 'tanh', 'relu' or 'sigmoid', got {activation!r}")
+    if output_activation not in ("linear", "tanh", "sigmoid"):
+        raise ValueError(f"output_activation must be None, 'linear', 'tanh' or 'sigmoid', got {output_activation!r}")
+    x = np.asarray(x)
+    if x.ndim != 3 or x.dtype not in (np.float32, np.float64):
+        raise ValueError(f"x must be a float32 or float64 array [T, N, C], got {x.dtype} {x.shape}")
+    T, N, C = x.shape
+    weights = tuple(np.asarray(a, dtype=x.dtype) for a in (W_xh, W_yh, b_h, W_hy, b_y))
+    U, O = weights[1].shape
+    expected = {"W_xh": (U, C), "W_yh": (U, O), "b_h": (U,), "W_hy": (O, U), "b_y": (O,)}
+    for name, a in zip(expected, weights):
+        if a.shape != expected[name]:
+            raise ValueError(f"{name} must have shape {expected[name]}, got {a.shape}")
+    lengths = np.full(N, T) if lengths is None else np.asarray(lengths)
+    if lengths.shape != (N,) or (N and (lengths.min() < 0 or lengths.max() > T)):
+        raise ValueError(f"lengths must be [N] = [{N}] values in [0, {T}], got {lengths!r}")
+    # valid[t, n]: step t of sequence n is valid iff t < lengths[n]
+    valid = np.arange(T)[:, None] < lengths[None, :]
+    y0 = np.zeros((N, O), x.dtype) if y0 is None else np.array(y0, dtype=x.dtype)
+    if y0.shape != (N, O):
+        raise ValueError(f"y0 must be [N, O] = [{N}, {O}], got {y0.shape}")
+    f, g = _JORDAN_ACTIVATIONS[activation][0], _JORDAN_ACTIVATIONS[output_activation][0]
+    step = functools.partial(_jordan_step, weights, f, g)
+    y, (y_n,), steps = _forward_loop(step, x, (y0,), valid, bool(reverse))
+    options = {"activation": activation, "output_activation": output_activation}
+    return y, y_n, Cache("jordan", options, bool(reverse), x, weights, valid, None, steps)
+
+
+def jordan_backward(cache, dy, dy_n=None):
+    """Gradients of a jordan_forward pass.
+
+    cache: the Cache from jordan_forward; dy: [T, N, O]; dy_n: [N, O] or None (= zeros).
+    Returns dx: [T, N, C], dy0: [N, O], dW_xh: [U, C], dW_yh: [U, O], db_h: [U], dW_hy: [O, U], db_y: [O].
+    """
+    _check_cache(cache, "jordan")
+    # (_prepare_grads reads the state size from weights[1] = W_yh [U, O]: O)
+    dy, dstates = _prepare_grads(cache, dy, (dy_n,))
+    df = _JORDAN_ACTIVATIONS[cache.options["activation"]][1]
+    dg = _JORDAN_ACTIVATIONS[cache.options["output_activation"]][1]
+    step_backward = functools.partial(_jordan_step_backward, cache.weights, df, dg)
+    dx, (dy0,), dweights = _backward_loop(step_backward, cache, dy, dstates)
+    return (dx, dy0, *dweights)
+
+
+__all__ += ["jordan_forward", "jordan_backward"]

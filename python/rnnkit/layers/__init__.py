@@ -6,14 +6,15 @@ and back; only the classes listed here can be rebuilt (nothing is imported or ex
 
 from .base import Layer, mask_to_lengths
 from .core import Activation, Dense, Dropout, Embedding, Masking
+from .jordan import Jordan
 from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from .wrappers import Bidirectional
 
-__all__ = ["Layer", "Recurrent", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "Dense", "Embedding", "Masking",
-           "Dropout", "Activation", "mask_to_lengths", "serialize", "deserialize"]
+__all__ = ["Layer", "Recurrent", "SimpleRNN", "LSTM", "GRU", "Jordan", "Bidirectional", "Dense", "Embedding",
+           "Masking", "Dropout", "Activation", "mask_to_lengths", "serialize", "deserialize"]
 
-_CLASSES = {cls.__name__: cls for cls in (SimpleRNN, LSTM, GRU, Bidirectional, Dense, Embedding, Masking,
-                                          Dropout, Activation)}
+_CLASSES = {cls.__name__: cls for cls in (SimpleRNN, LSTM, GRU, Jordan, Bidirectional, Dense, Embedding,
+                                          Masking, Dropout, Activation)}
 
 
 def serialize(layer):

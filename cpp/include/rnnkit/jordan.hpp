@@ -1,0 +1,248 @@
+// Jordan network: the recurrence runs through the output.
+//   h_t = f(W_xh x_t + W_yh y_prev + b_h)    f = tanh | relu | sigmoid
+//   y_t = g(W_hy h_t + b_y)                  g = linear | tanh | sigmoid
+// The state is y (O values per sequence); h (U values) is computed afresh at every step.
+//
+// Shapes (U = hidden units, O = output units; the rest as in shapes.hpp):
+//   x [T, N, C], W_xh [U, C], W_yh [U, O], b_h [U], W_hy [O, U], b_y [O], y0 [N, O];
+//   y [T, N, O] (zeros past a sequence's length), y_n [N, O].
+//
+// Its own time loop rather than sequence.hpp's: there every cell's state has the output's size H and a
+// step is one layer of G*H gates, while a Jordan step is two layers (U hidden units feeding O outputs that
+// are the state). It keeps that loop's design and reuses its helpers: the input projection of all steps is
+// one matrix product before the loop, the weight gradients are matrix products after it, nothing is
+// allocated inside it, and threads split the batch rows.
+#pragma once
+
+#include <vector>
+
+#include "rnnkit/activations.hpp"
+#include "rnnkit/sequence.hpp"
+#include "rnnkit/shapes.hpp"
+#include "rnnkit/threads.hpp"
+
+namespace rnnkit {
+
+enum class Activation { linear, tanh, relu, sigmoid };
+
+// a = act(a), in place.
+template <class S>
+inline void activate(Activation act, View<S> a) {
+  switch (act) {
+    case Activation::linear: break;
+    case Activation::tanh: tanh_inplace(a); break;
+    case Activation::relu: relu_inplace(a); break;
+    case Activation::sigmoid: sigmoid_inplace(a); break;
+  }
+}
+
+// d = d * act'(pre-activation), the derivative read from the activation's output y.
+template <class S>
+inline void times_derivative(Activation act, View<S> d, ConstView<S> y) {
+  switch (act) {
+    case Activation::linear: break;
+    case Activation::tanh: d.array() *= dtanh(y.array()); break;
+    case Activation::relu: d.array() *= drelu(y.array()); break;
+    case Activation::sigmoid: d.array() *= dsigmoid(y.array()); break;
+  }
+}
+
+struct JordanCell {
+  Activation activation = Activation::tanh;         // f
+  Activation output_activation = Activation::linear;  // g
+};
+
+struct JordanDims {
+  Index T, N, C, U, O;
+};
+
+template <class S>
+struct JordanWeights {
+  const S* W_xh;  // [U, C]
+  const S* W_yh;  // [U, O]
+  const S* b_h;   // [U]
+  const S* W_hy;  // [O, U]
+  const S* b_y;   // [O]
+};
+
+// Buffers of one forward call, all owned by the caller.
+template <class S>
+struct JordanForwardBuffers {
+  const S* x;              // [T, N, C]
+  const S* y0;             // [N, O] or nullptr (zeros)
+  const int64_t* lengths;  // [N] or nullptr (all T); values in [0, T]
+  bool reverse;
+  S* y;       // [T, N, O] out
+  S* y_n;     // [N, O] out
+  S* y_prev;  // [T, N, O] cache: the state entering step t
+  S* h;       // [T, N, U] cache: h_t
+  S* y_step;  // [T, N, O] cache: y_t as the step computed it (also past a sequence's length)
+};
+
+// Buffers of one backward call, all owned by the caller.
+template <class S>
+struct JordanBackwardBuffers {
+  const S* x;  // [T, N, C]      the forward's inputs and cache
+  const S* y_prev;
+  const S* h;
+  const S* y_step;
+  const int64_t* lengths;
+  bool reverse;
+  const S* dy;    // [T, N, O]
+  const S* dy_n;  // [N, O] or nullptr (zero)
+  S* dx;          // [T, N, C] out
+  S* dy0;         // [N, O] out
+  S* dW_xh;       // [U, C] out
+  S* dW_yh;       // [U, O] out
+  S* db_h;        // [U] out
+  S* dW_hy;       // [O, U] out
+  S* db_y;        // [O] out
+  S* dz;          // [T, N, O] workspace: gradient of W_hy h_t + b_y
+  S* da;          // [T, N, U] workspace: gradient of W_xh x_t + W_yh y_prev + b_h
+};
+
+template <class S>
+void jordan_forward(const JordanCell& cell, const JordanDims& d, const JordanWeights<S>& w,
+                    const JordanForwardBuffers<S>& b, int nthreads) {
+  const Index T = d.T, N = d.N, C = d.C, U = d.U, O = d.O, TN = T * N;
+  nthreads = threads_for(2.0 * TN * U * (C + 2 * O), nthreads);
+  nthreads = static_cast<int>(std::max<Index>(1, std::min<Index>(nthreads, std::max<Index>(N, 1))));
+  const Index nb_max = (N + nthreads - 1) / nthreads;
+  // Per thread: the state y [nb, O]; allocated once, before the loop.
+  std::vector<S> workspace(static_cast<size_t>(nb_max * O * nthreads));
+  const auto W_xh = view(w.W_xh, U, C), W_yh = view(w.W_yh, U, O), W_hy = view(w.W_hy, O, U);
+  const auto b_h = view(w.b_h, 1, U), b_y = view(w.b_y, 1, O);
+
+  parallel(nthreads, [&](int tid, int nt) {
+    // h = x W_xh^T + b_h, for every step at once
+    {
+      auto [i0, i1] = share(TN, tid, nt);
+      auto a = view(b.h + i0 * U, i1 - i0, U);
+      a.noalias() = view(b.x + i0 * C, i1 - i0, C) * W_xh.transpose();
+      a.rowwise() += b_h.row(0);
+    }
+    barrier(nt);
+
+    auto [r0, r1] = share(N, tid, nt);
+    const Index nb = r1 - r0;
+    if (nb == 0) return;
+    S* state = workspace.data() + tid * nb_max * O;
+    detail::copy_or_zero(state, b.y0 ? b.y0 + r0 * O : nullptr, nb, O);
+    auto y = view(state, nb, O);
+    const Index all_valid_below = detail::min_length(b.lengths, r0, r1, T);
+
+    for (Index s = 0; s < T; ++s) {
+      const Index t = b.reverse ? T - 1 - s : s;
+      const Index row = t * N + r0;
+      auto y_prev = view(b.y_prev + row * O, nb, O);
+      y_prev = y;
+      // h_t = f(W_xh x_t + b_h + W_yh y_prev)
+      auto h = view(b.h + row * U, nb, U);
+      h.noalias() += y_prev * W_yh.transpose();
+      activate(cell.activation, h);
+      // y_t = g(W_hy h_t + b_y)
+      auto y_step = view(b.y_step + row * O, nb, O);
+      y_step.noalias() = h * W_hy.transpose();
+      y_step.rowwise() += b_y.row(0);
+      activate(cell.output_activation, y_step);
+      auto y_t = view(b.y + row * O, nb, O);
+      if (t < all_valid_below) {
+        y = y_step;
+        y_t = y_step;
+      } else {
+        // a sequence past its own length keeps its state and outputs zeros
+        for (Index r = 0; r < nb; ++r) {
+          if (detail::valid(b.lengths, r0 + r, t)) {
+            y.row(r) = y_step.row(r);
+            y_t.row(r) = y_step.row(r);
+          } else {
+            y_t.row(r).setZero();
+          }
+        }
+      }
+    }
+    view(b.y_n + r0 * O, nb, O) = y;
+  });
+}
+
+template <class S>
+void jordan_backward(const JordanCell& cell, const JordanDims& d, const JordanWeights<S>& w,
+                     const JordanBackwardBuffers<S>& b, int nthreads) {
+  const Index T = d.T, N = d.N, C = d.C, U = d.U, O = d.O, TN = T * N;
+  nthreads = threads_for(4.0 * TN * U * (C + 2 * O), nthreads);
+  const int rec_threads = static_cast<int>(std::max<Index>(1, std::min<Index>(nthreads, N)));
+  const Index nb_max = (N + rec_threads - 1) / rec_threads;
+  // Per thread: the state's gradient before and after a step, [nb, O] each; allocated once, before the loop.
+  const Index per_thread = 2 * nb_max * O;
+  std::vector<S> workspace(static_cast<size_t>(per_thread * rec_threads));
+  const auto W_xh = view(w.W_xh, U, C), W_yh = view(w.W_yh, U, O), W_hy = view(w.W_hy, O, U);
+
+  parallel(nthreads, [&](int tid, int nt) {
+    auto [r0, r1] = share(N, tid, std::min<int>(nt, rec_threads));
+    if (tid >= rec_threads) r0 = r1 = N;
+    const Index nb = r1 - r0;
+    if (nb > 0) {
+      S* ws = workspace.data() + tid * per_thread;
+      S *dstate = ws, *dstate_prev = ws + nb * O;  // gradient w.r.t. the state after / before step t
+      detail::copy_or_zero(dstate, b.dy_n ? b.dy_n + r0 * O : nullptr, nb, O);
+      const Index all_valid_below = detail::min_length(b.lengths, r0, r1, T);
+
+      for (Index s = T - 1; s >= 0; --s) {
+        const Index t = b.reverse ? T - 1 - s : s;
+        const Index row = t * N + r0;
+        // dz_t = (dstate + dy_t) * g'(z_t)
+        auto dz = view(b.dz + row * O, nb, O);
+        dz = view((const S*)dstate, nb, O) + view(b.dy + row * O, nb, O);
+        times_derivative(cell.output_activation, dz, view(b.y_step + row * O, nb, O));
+        // da_t = (dz_t W_hy) * f'(a_t)
+        auto da = view(b.da + row * U, nb, U);
+        da.noalias() = dz * W_hy;
+        times_derivative(cell.activation, da, view(b.h + row * U, nb, U));
+        // dstate_prev = da_t W_yh
+        view(dstate_prev, nb, O).noalias() = da * W_yh;
+        if (t < all_valid_below) {
+          std::swap(dstate, dstate_prev);
+        } else {
+          // a step past the sequence's length passed its state through unchanged
+          for (Index r = 0; r < nb; ++r) {
+            if (detail::valid(b.lengths, r0 + r, t)) {
+              view(dstate + r * O, 1, O) = view(dstate_prev + r * O, 1, O);
+            } else {
+              dz.row(r).setZero();
+              da.row(r).setZero();
+            }
+          }
+        }
+      }
+      view(b.dy0 + r0 * O, nb, O) = view(dstate, nb, O);
+    }
+    barrier(nt);
+
+    // dW_xh = dA^T x, dW_yh = dA^T y_prev, db_h = sum over rows of dA; each thread a slice of U
+    {
+      auto [j0, j1] = share(U, tid, nt);
+      const Index n = j1 - j0;
+      if (n > 0) {
+        const auto dA = view((const S*)b.da + j0, TN, n, U);
+        view(b.dW_xh + j0 * C, n, C).noalias() = dA.transpose() * view(b.x, TN, C);
+        view(b.dW_yh + j0 * O, n, O).noalias() = dA.transpose() * view(b.y_prev, TN, O);
+        detail::sum_rows(dA, view(b.db_h + j0, 1, n));
+      }
+    }
+    // dW_hy = dZ^T h, db_y = sum over rows of dZ; each thread a slice of O
+    {
+      auto [k0, k1] = share(O, tid, nt);
+      const Index n = k1 - k0;
+      if (n > 0) {
+        const auto dZ = view((const S*)b.dz + k0, TN, n, O);
+        view(b.dW_hy + k0 * U, n, U).noalias() = dZ.transpose() * view(b.h, TN, U);
+        detail::sum_rows(dZ, view(b.db_y + k0, 1, n));
+      }
+    }
+    // dx = dA W_xh
+    auto [i0, i1] = share(TN, tid, nt);
+    if (i1 > i0) view(b.dx + i0 * C, i1 - i0, C).noalias() = view((const S*)b.da + i0 * U, i1 - i0, U) * W_xh;
+  });
+}
+
+}  // namespace rnnkit
