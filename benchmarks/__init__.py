@@ -1,0 +1,1 @@
+"""rnnkit benchmarks: `python benchmarks/run.py` (see run.py)."""

@@ -1,0 +1,109 @@
+"""Smoke test of the benchmark harness (benchmarks/run.py): a tiny case with whichever peers are installed.
+
+Checks the JSON structure and that the measured numbers are positive; not the speed. torch and onnxruntime
+are optional here: their parts are checked only when they are installed.
+"""
+
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks import run as bench  # noqa: E402
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+HAVE_ORT = HAVE_TORCH and importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "smoke.json"
+    out = bench.run(bench.parse_args(["--smoke", "--threads", "1", "--json", str(path)]))
+    with open(path) as f:
+        saved = json.load(f)
+    assert saved["profile"] == "smoke"
+    return saved, out
+
+
+def test_header_and_peers(results):
+    data, _ = results
+    assert data["schema"] == 1
+    m = data["machine"]
+    for key in ("cpu", "cpu_count", "numpy", "threads", "rnnkit_build_info", "loadavg_start", "loadavg_end"):
+        assert key in m
+    assert data["peers"][:2] == ["rnnkit", "reference"]
+    assert ("torch" in data["peers"]) == HAVE_TORCH
+    if HAVE_ORT:
+        assert "onnxruntime" in data["peers"]
+    assert data["seconds"] > 0
+
+
+def test_gemm_positive(results):
+    data, _ = results
+    assert data["gemm"]
+    for g in data["gemm"]:
+        assert g["median_s"] > 0 and g["gflops"] > 0 and g["min_s"] <= g["median_s"] and g["iqr_s"] >= 0
+
+
+def test_inference_and_training_records(results):
+    data, _ = results
+    modes = {r["mode"] for r in data["results"]}
+    assert modes == {"inference", "training"}
+    variants = {r["variant"] for r in data["results"]}
+    assert variants == {"full", "varlen", "padded"}
+    for r in data["results"]:
+        assert r["flops"] > 0 and r["numpy_gemm_gflops"] > 0 and r["numpy_gemm_source"] == "interleaved"
+        assert r["background_cores"] is None or r["background_cores"] >= 0
+        assert "rnnkit" in r["peers"] and "reference" in r["peers"]
+        if HAVE_TORCH:
+            assert "torch" in r["peers"]
+        if HAVE_ORT and r["mode"] == "inference" and r["variant"] != "varlen":
+            assert "onnxruntime" in r["peers"]
+        if r["mode"] == "training":
+            assert "onnxruntime" not in r["peers"]
+        for name, s in r["peers"].items():
+            assert s["median_s"] > 0 and s["min_s"] > 0 and s["gflops"] > 0 and s["rnnkit_speedup"] > 0, name
+            assert s["repeats"] == len(s["samples_s"]) >= 1
+            # every peer computed the same thing (y for inference, dx for training) as rnnkit
+            assert s["max_abs_diff_vs_rnnkit"] < 1e-4, (r["label"], name)
+        assert r["peers"]["rnnkit"]["rnnkit_speedup"] == 1.0
+
+
+def test_streaming_records(results):
+    data, _ = results
+    assert data["streaming"]
+    for s in data["streaming"]:
+        assert s["steps"] > 0
+        assert "rnnkit" in s["peers"] and (HAVE_TORCH == ("torch" in s["peers"]))
+        for q in s["peers"].values():
+            assert q["median_us"] > 0 and q["rnnkit_speedup"] > 0
+
+
+def test_memory_records(results):
+    data, _ = results
+    assert data["memory"]
+    for mrec in data["memory"]:
+        r = mrec["peers"]["rnnkit"]
+        assert "error" not in r, r
+        assert r["after_kib"] >= r["before_kib"] > 0 and r["delta_mib"] >= 0
+        # started from a small process, not with the benchmark's own peak (ru_maxrss survives exec)
+        assert r["start_kib"] < r["before_kib"]
+        if HAVE_TORCH:
+            assert "error" not in mrec["peers"]["torch"]
+
+
+def test_targets(results):
+    data, _ = results
+    names = [t["name"] for t in data["targets"]]
+    assert any("NumPy reference" in n for n in names) and any("variable-length" in n for n in names)
+    for t in data["targets"]:
+        assert t["met"] in (True, False, None) and isinstance(t["detail"], str)
+        if t["met"] is True:
+            assert not t["not_measured"]
+        for v in t["values"].values():
+            assert v >= 0
