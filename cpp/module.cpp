@@ -13,6 +13,7 @@ namespace rnnkit::bind {
 void bind_rnn(py::module_& m);
 void bind_lstm(py::module_& m);
 void bind_gru(py::module_& m);
+void bind_rbm(py::module_& m);
 void bind_jordan(py::module_& m);
 }  // namespace rnnkit::bind
 
@@ -33,6 +34,7 @@ PYBIND11_MODULE(RNNKIT_MODULE_NAME, m) {
   rnnkit::bind::bind_rnn(m);
   rnnkit::bind::bind_lstm(m);
   rnnkit::bind::bind_gru(m);
+  rnnkit::bind::bind_rbm(m);
   rnnkit::bind::bind_jordan(m);
 
   m.def("get_num_threads", &rnnkit::get_num_threads, "Threads the kernels use.");
