@@ -5,6 +5,7 @@
 #include <Eigen/Core>
 #include <string>
 
+#include "rnnkit/sequence.hpp"
 #include "rnnkit/threads.hpp"
 
 namespace py = pybind11;
@@ -45,6 +46,16 @@ PYBIND11_MODULE(RNNKIT_MODULE_NAME, m) {
         rnnkit::set_num_threads(n);
       },
       py::arg("n"), "Set the threads the kernels use.");
+  m.def(
+      "_pack_threshold",
+      [](py::object rows) {
+        const auto previous = rnnkit::pack_threshold().load();
+        if (!rows.is_none()) rnnkit::pack_threshold().store(std::max<rnnkit::Index>(0, py::cast<rnnkit::Index>(rows)));
+        return previous;
+      },
+      py::arg("rows") = py::none(),
+      "Calls with at least this many T*N rows pack W_hh once per call (for tests: both paths). Returns the "
+      "previous value; None only reads it.");
   m.def("build_info", []() {
     py::dict d;
     d["compiler"] = RNNKIT_COMPILER;

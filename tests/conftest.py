@@ -17,3 +17,16 @@ def threads(request):
         yield request.param
     finally:
         rnnkit.set_num_threads(previous)
+
+
+@pytest.fixture(params=["packed", "in_place"], ids=lambda p: f"W_hh_{p}")
+def product_path(request):
+    """Run the test with W_hh packed once per call (long calls) and read in place (short calls, such as a
+    streaming step), whatever the problem's size; restores the threshold between the two."""
+    from rnnkit import _isa
+
+    previous = _isa.current._pack_threshold(0 if request.param == "packed" else 2**62)
+    try:
+        yield request.param
+    finally:
+        _isa.current._pack_threshold(previous)

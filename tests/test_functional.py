@@ -236,7 +236,7 @@ def check_against_reference(cell, problem, reverse):
 @pytest.mark.parametrize("lengths", LENGTHS_KINDS, ids=[f"lengths_{k}" for k in LENGTHS_KINDS])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("cell", CELL_PARAMS)
-def test_matches_reference(cell, reverse, lengths, with_h0, dtype, threads, rng):
+def test_matches_reference(cell, reverse, lengths, with_h0, dtype, threads, product_path, rng):
     problem = make_problem(rng, cell, dtype, **SMALL, lengths=lengths, with_h0=with_h0)
     check_against_reference(cell, problem, reverse)
 
@@ -244,7 +244,7 @@ def test_matches_reference(cell, reverse, lengths, with_h0, dtype, threads, rng)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("cell", CELL_PARAMS)
-def test_matches_reference_large(cell, reverse, dtype, threads, rng):
+def test_matches_reference_large(cell, reverse, dtype, threads, product_path, rng):
     problem = make_problem(rng, cell, dtype, **LARGE, lengths="mixed", with_h0=True)
     check_against_reference(cell, problem, reverse)
 
@@ -271,6 +271,25 @@ def test_one_and_two_threads_agree(cell, reverse, lengths, dtype, rng):
     # The recurrence of each batch row is computed the same way whatever thread runs it; only the
     # summation order of weight gradients over the row split may differ.
     assert_all_close(two, one, THREAD_TOL[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("with_mask", [False, True], ids=["no_mask", "mask"])
+@pytest.mark.parametrize("lengths", ["none", "with_zero"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+def test_inference_without_cache_gives_the_same_outputs(cell, reverse, lengths, with_mask, threads, rng):
+    # return_cache=False runs the input projection a chunk of steps at a time (about 1 MiB of gates:
+    # here 64 rows x 3-4 gates x 256 units, so chunks of 4-5 steps) and keeps two steps of state.
+    inputs, _ = make_problem(rng, cell, np.float32, T=13, N=64, C=8, H=256, lengths=lengths, with_h0=True)
+    extra = dict(cell.options)
+    if with_mask:
+        extra["recurrent_mask"] = (rng.random((64, 256)) > 0.3).astype(np.float32) / 0.7
+    fn = getattr(F, f"{cell.kind}_forward")
+    kept = fn(**inputs, reverse=reverse, **extra)
+    light = fn(**inputs, reverse=reverse, return_cache=False, **extra)
+    assert light[-1] is None and kept[-1] is not None
+    for a, b in zip(kept[:-1], light[:-1]):
+        np.testing.assert_allclose(b, a, **THREAD_TOL[np.dtype(np.float32)])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -16,6 +16,9 @@ whole (GRU's ``z * h_prev`` term sees it unmasked). The dtype of
 ``x`` (float32 or float64) is the dtype of the computation; every other array must
 have it too.
 
+``return_cache=False`` (inference, like PyTorch under ``no_grad``) returns ``None`` in place of the
+cache and runs with small working buffers instead of keeping every step's state and gates.
+
 Arrays that are not C-contiguous (Fortran order, strided views) are copied once
 here, on purpose; everything else is passed to the kernels without a copy.
 ``rnnkit.reference`` holds NumPy implementations with the same signatures.
@@ -85,7 +88,7 @@ def _lengths(lengths):
     return np.ascontiguousarray(lengths, dtype=np.int64)
 
 
-def _forward(cell, options, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, recurrent_mask):
+def _forward(cell, options, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, recurrent_mask, return_cache):
     x = _array(x, "x")
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"x: expected dtype float32 or float64, got {x.dtype}")
@@ -95,7 +98,9 @@ def _forward(cell, options, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse,
     reverse = bool(reverse)
     kernel = getattr(_isa.current, f"{cell}_forward")
     y, h_n, c_n, arrays = kernel(*inputs, _array(h0, "h0"), _array(c0, "c0"), lengths, recurrent_mask, reverse,
-                                 options)
+                                 options, bool(return_cache))
+    if not return_cache:
+        return y, h_n, c_n, None
     return y, h_n, c_n, Cache(cell, options, inputs, lengths, recurrent_mask, reverse, arrays)
 
 
@@ -112,7 +117,7 @@ def _backward(cell, cache, dy, dh_n, dc_n):
 
 
 def rnn_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, nonlinearity="tanh", *,
-                recurrent_mask=None):
+                recurrent_mask=None, return_cache=True):
     """Elman RNN over whole sequences: ``h_t = act(W_ih x_t + b_ih + W_hh h_prev + b_hh)``.
 
     x: [T, N, C]; W_ih: [H, C]; W_hh: [H, H]; b_ih, b_hh: [H]; h0: [N, H] or None (zeros);
@@ -122,7 +127,7 @@ def rnn_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False,
     if nonlinearity not in _NONLINEARITIES:
         raise ValueError(f"nonlinearity: expected one of {_NONLINEARITIES}, got {nonlinearity!r}")
     y, h_n, _, cache = _forward("rnn", {"relu": nonlinearity == "relu"}, x, W_ih, W_hh, b_ih, b_hh, h0, None,
-                                lengths, reverse, recurrent_mask)
+                                lengths, reverse, recurrent_mask, return_cache)
     return y, h_n, cache
 
 
@@ -135,14 +140,15 @@ def rnn_backward(cache, dy, dh_n=None):
     return dx, dh0, dW_ih, dW_hh, db_ih, db_hh
 
 
-def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False, *, recurrent_mask=None):
+def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False, *, recurrent_mask=None,
+                 return_cache=True):
     """LSTM over whole sequences (gates i, f, g, o).
 
     x: [T, N, C]; W_ih: [4H, C]; W_hh: [4H, H]; b_ih, b_hh: [4H]; h0, c0: [N, H] or None (zeros);
     lengths: [N] or None; recurrent_mask: [N, H] or None.
     Returns ``y: [T, N, H], h_n: [N, H], c_n: [N, H], cache``.
     """
-    return _forward("lstm", {}, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, recurrent_mask)
+    return _forward("lstm", {}, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, recurrent_mask, return_cache)
 
 
 def lstm_backward(cache, dy, dh_n=None, dc_n=None):
@@ -155,7 +161,7 @@ def lstm_backward(cache, dy, dh_n=None, dc_n=None):
 
 
 def gru_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, reset_after=True, *,
-                recurrent_mask=None):
+                recurrent_mask=None, return_cache=True):
     """GRU over whole sequences (gates r, z, n).
 
     ``reset_after=True`` (PyTorch): ``n = tanh(W_in x + b_in + r * (W_hn h_prev + b_hn))``;
@@ -164,7 +170,7 @@ def gru_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False,
     lengths: [N] or None; recurrent_mask: [N, H] or None. Returns ``y: [T, N, H], h_n: [N, H], cache``.
     """
     y, h_n, _, cache = _forward("gru", {"reset_after": bool(reset_after)}, x, W_ih, W_hh, b_ih, b_hh, h0, None,
-                                lengths, reverse, recurrent_mask)
+                                lengths, reverse, recurrent_mask, return_cache)
     return y, h_n, cache
 
 

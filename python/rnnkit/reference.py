@@ -253,7 +253,7 @@ def _rnn_step_backward(weights, nonlinearity, mask, x_t, saved, dstates):
 
 
 def rnn_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, nonlinearity="tanh", *,
-                recurrent_mask=None):
+                recurrent_mask=None, return_cache=True):
     """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_rec + b_hh), act = tanh or relu, h_rec = h_prev * mask.
 
     x: [T, N, C]; W_ih: [H, C]; W_hh: [H, H]; b_ih: [H]; b_hh: [H]; h0: [N, H] or None (= zeros);
@@ -266,7 +266,7 @@ def rnn_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False,
     step = functools.partial(_rnn_step, weights, nonlinearity, mask)
     y, (h_n,), steps = _forward_loop(step, x, states, valid, bool(reverse))
     cache = Cache("rnn", {"nonlinearity": nonlinearity}, bool(reverse), x, weights, valid, mask, steps)
-    return y, h_n, cache
+    return y, h_n, cache if return_cache else None
 
 
 def rnn_backward(cache, dy, dh_n=None):
@@ -326,7 +326,8 @@ def _lstm_step_backward(weights, mask, x_t, saved, dstates):
     return dx_t, (dh_prev, dc_prev), dw
 
 
-def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False, *, recurrent_mask=None):
+def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False, *, recurrent_mask=None,
+                 return_cache=True):
     """LSTM, gate order i, f, g, o: c_t = f * c_prev + i * g, h_t = o * tanh(c_t).
 
     The gates are W_ih x_t + b_ih + W_hh h_rec + b_hh, h_rec = h_prev * recurrent_mask.
@@ -339,7 +340,7 @@ def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reve
     step = functools.partial(_lstm_step, weights, mask)
     y, (h_n, c_n), steps = _forward_loop(step, x, states, valid, bool(reverse))
     cache = Cache("lstm", {}, bool(reverse), x, weights, valid, mask, steps)
-    return y, h_n, c_n, cache
+    return y, h_n, c_n, cache if return_cache else None
 
 
 def lstm_backward(cache, dy, dh_n=None, dc_n=None):
@@ -428,7 +429,7 @@ def _gru_step_backward(weights, reset_after, mask, x_t, saved, dstates):
 
 
 def gru_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, reset_after=True, *,
-                recurrent_mask=None):
+                recurrent_mask=None, return_cache=True):
     """GRU, gate order r, z, n: h_t = (1 - z) * n + z * h_prev.
 
     r, z = sigmoid(W_i[rz] x + b_i[rz] + W_h[rz] h_rec + b_h[rz]), h_rec = h_prev * recurrent_mask.
@@ -442,7 +443,7 @@ def gru_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False,
     step = functools.partial(_gru_step, weights, bool(reset_after), mask)
     y, (h_n,), steps = _forward_loop(step, x, states, valid, bool(reverse))
     cache = Cache("gru", {"reset_after": bool(reset_after)}, bool(reverse), x, weights, valid, mask, steps)
-    return y, h_n, cache
+    return y, h_n, cache if return_cache else None
 
 
 def gru_backward(cache, dy, dh_n=None):

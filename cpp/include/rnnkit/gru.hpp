@@ -4,6 +4,8 @@
 // h_rec is h_prev, or h_prev * recurrent_mask; h_t = (1 - z) * n + z * h_prev uses the state itself.
 #pragma once
 
+#include <type_traits>
+
 #include "rnnkit/sequence.hpp"
 
 namespace rnnkit {
@@ -25,59 +27,90 @@ struct GruCell {
     if (reset_after) o.rightCols(H) = view(b_ih + 2 * H, 1, H);
   }
 
-  template <class S>
-  void forward_step(StepF<S>& s) const {
-    const Index H = s.H;
-    auto rz = s.gates.leftCols(2 * H);
-    auto r = s.gates.middleCols(0, H), z = s.gates.middleCols(H, H), n = s.gates.middleCols(2 * H, H);
+  template <class Step>
+  void forward_step(Step& s) const {
     // [r, z] = sigmoid(W_i[rz] x_t + b_i[rz] + W_h[rz] h_rec + b_h[rz])
-    rz.noalias() += s.h_rec * s.W_hh.topRows(2 * H).transpose();
-    sigmoid_inplace(rz);
-    if (reset_after) {
-      // aux = W_hn h_rec + b_hn
-      s.aux.noalias() = s.h_rec * s.W_hh.bottomRows(H).transpose();
-      s.aux.rowwise() += view(s.b_hh + 2 * H, 1, H).row(0);
-      // n = tanh(W_in x_t + b_in + r * aux)
-      n.array() += r.array() * s.aux.array();
-    } else {
-      // aux = r * h_rec
-      s.aux.array() = r.array() * s.h_rec.array();
-      // n = tanh(W_in x_t + b_in + W_hn aux + b_hn)
-      n.noalias() += s.aux * s.W_hh.bottomRows(H).transpose();
-    }
-    tanh_inplace(n);
-    // h_t = (1 - z) * n + z * h_prev
-    s.h_t.array() = n.array() + z.array() * (s.h_prev.array() - n.array());
+    s.product(s.h_rec_rows, 0, reset_after ? 3 : 2);
+    s.rows([this](auto& r) {
+      const Index H = r.H, w = r.w;
+      for (int k = 0; k < 2; ++k) {
+        auto a = view(r.gates + k * H, 1, w);
+        a += view(r.rec + k * r.ws, 1, w);
+        sigmoid_inplace(a);
+      }
+      const auto rg = view(r.gates, 1, w).array();
+      auto aux = view(r.aux, 1, w);
+      if (reset_after) {
+        // aux = W_hn h_rec + b_hn; n = tanh(W_in x_t + b_in + r * aux)
+        aux = view(r.rec + 2 * r.ws, 1, w) + view(r.b_hh + 2 * H, 1, w);
+        auto n = view(r.gates + 2 * H, 1, w);
+        n.array() += rg * aux.array();
+        finish_row(r);
+      } else {
+        // aux = r * h_rec
+        aux.array() = rg * view(r.h_rec, 1, w).array();
+      }
+    });
+    if (reset_after) return;
+    // n = tanh(W_in x_t + b_in + W_hn aux + b_hn), once every unit's aux is known
+    s.sync();
+    s.product(s.aux_rows, 2, 3);
+    s.rows([](auto& r) {
+      view(r.gates + 2 * r.H, 1, r.w) += view(r.rec + 2 * r.ws, 1, r.w);
+      finish_row(r);
+    });
   }
 
-  template <class S>
-  void backward_step(StepB<S>& s) const {
+  // n = tanh(n_pre); h_t = (1 - z) * n + z * h_prev
+  template <class Row>
+  static void finish_row(Row& r) {
+    auto n = view(r.gates + 2 * r.H, 1, r.w);
+    tanh_inplace(n);
+    const auto z = view(r.gates + r.H, 1, r.w).array();
+    view(r.h_t, 1, r.w).array() = n.array() + z * (view(r.h_prev, 1, r.w).array() - n.array());
+  }
+
+  template <class Step>
+  void backward_step(Step& s) const {
     const Index H = s.H;
-    const auto r = s.gates.middleCols(0, H).array(), z = s.gates.middleCols(H, H).array();
-    const auto n = s.gates.middleCols(2 * H, H).array();
-    const auto dh = s.dh.array();
-    auto dr = s.dgates.middleCols(0, H).array(), dz = s.dgates.middleCols(H, H).array();
-    auto dn = s.dgates.middleCols(2 * H, H).array();
-    // dn_pre = dh * (1 - z) * (1 - n^2)
-    dn = dh * (S(1) - z) * dtanh(n);
-    // dz_pre = dh * (h_prev - n) * z (1 - z)
-    dz = dh * (s.h_prev.array() - n) * dsigmoid(z);
-    // direct path: dh_prev = dh * z
-    s.dh_prev.array() = dh * z;
+    s.rows([this](auto& q) {
+      using S = std::decay_t<decltype(*q.gates)>;
+      const Index H = q.H, w = q.w;
+      const auto r = view(q.gates, 1, w).array(), z = view(q.gates + H, 1, w).array();
+      const auto n = view(q.gates + 2 * H, 1, w).array();
+      const auto dh = view(q.dh, 1, w).array();
+      auto dn = view(q.dgates + 2 * H, 1, w).array();
+      // dn_pre = dh * (1 - z) * (1 - n^2)
+      dn = dh * (S(1) - z) * dtanh(n);
+      // dz_pre = dh * (h_prev - n) * z (1 - z)
+      view(q.dgates + H, 1, w).array() = dh * (view(q.h_prev, 1, w).array() - n) * dsigmoid(z);
+      // direct path: dh_prev = dh * z
+      view(q.dh_prev, 1, w).array() = dh * z;
+      if (reset_after) {
+        // dr_pre = dn_pre * aux * r (1 - r); the hidden side of n sees dn_pre * r
+        view(q.dgates, 1, w).array() = dn * view(q.aux, 1, w).array() * dsigmoid(r);
+        view(q.dextra, 1, w).array() = dn * r;
+      }
+    });
+    s.sync();
     if (reset_after) {
-      // dr_pre = dn_pre * aux * r (1 - r); the hidden side of n sees dn_pre * r
-      dr = dn * s.aux.array() * dsigmoid(r);
-      s.dextra.array() = dn * r;
-      s.dh_rec.noalias() = s.dextra * s.W_hh.bottomRows(H);
-    } else {
-      // d(r * h_rec) = dn_pre W_hn
-      auto drh = s.work.leftCols(H);
-      drh.noalias() = s.dgates.middleCols(2 * H, H) * s.W_hh.bottomRows(H);
-      dr = drh.array() * s.h_rec.array() * dsigmoid(r);
-      s.dh_rec.array() = drh.array() * r;
+      // dh_rec = d[r, z]_pre W_h[rz] + (dn_pre * r) W_hn
+      s.product(s.dgates_time, G * H, 0, 2, false);
+      s.product(s.dextra_time, H, 2, 3, true);
+      return;
     }
-    // dh_rec += d[r, z]_pre W_h[rz]
-    s.dh_rec.noalias() += s.dgates.leftCols(2 * H) * s.W_hh.topRows(2 * H);
+    // d(r * h_rec) = dn_pre W_hn, for this thread's units
+    s.product(s.dgates_time + 2 * H, G * H, 2, 3, false);
+    s.rows([](auto& q) {
+      const Index w = q.w;
+      auto drh = view(q.rec, 1, w).array();
+      const auto r = view(q.gates, 1, w).array();
+      view(q.dgates, 1, w).array() = drh * view(q.h_rec, 1, w).array() * dsigmoid(r);
+      drh *= r;
+    });
+    s.sync();
+    // dh_rec = d(r * h_rec) * r + d[r, z]_pre W_h[rz]
+    s.product(s.dgates_time, G * H, 0, 2, true);
   }
 
   template <class S>

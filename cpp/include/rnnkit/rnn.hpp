@@ -18,27 +18,37 @@ struct RnnCell {
     view(out, 1, H) = view(b_ih, 1, H) + view(b_hh, 1, H);
   }
 
-  template <class S>
-  void forward_step(StepF<S>& s) const {
-    // a_t = W_ih x_t + b_ih + W_hh h_rec + b_hh
-    s.gates.noalias() += s.h_rec * s.W_hh.transpose();
-    // h_t = act(a_t)
-    if (relu)
-      relu_inplace(s.gates);
-    else
-      tanh_inplace(s.gates);
-    s.h_t = s.gates;
+  template <class Step>
+  void forward_step(Step& s) const {
+    s.product(s.h_rec_rows, 0, 1);
+    s.rows([this](auto& r) {
+      // a_t = W_ih x_t + b_ih + W_hh h_rec + b_hh
+      auto a = view(r.gates, 1, r.w);
+      a += view(r.rec, 1, r.w);
+      // h_t = act(a_t)
+      if (relu)
+        relu_inplace(a);
+      else
+        tanh_inplace(a);
+      view(r.h_t, 1, r.w) = a;
+    });
   }
 
-  template <class S>
-  void backward_step(StepB<S>& s) const {
-    // da_t = dh * act'(a_t)
-    if (relu)
-      s.dgates.array() = s.dh.array() * drelu(s.gates.array());
-    else
-      s.dgates.array() = s.dh.array() * dtanh(s.gates.array());
+  template <class Step>
+  void backward_step(Step& s) const {
+    s.rows([this](auto& r) {
+      // da_t = dh * act'(a_t)
+      const auto a = view(r.gates, 1, r.w).array();
+      const auto dh = view(r.dh, 1, r.w).array();
+      auto da = view(r.dgates, 1, r.w).array();
+      if (relu)
+        da = dh * drelu(a);
+      else
+        da = dh * dtanh(a);
+    });
+    s.sync();
     // dh_rec = da_t W_hh
-    s.dh_rec.noalias() = s.dgates * s.W_hh;
+    s.product(s.dgates_time, s.H, 0, 1, false);
   }
 
   template <class S>

@@ -5,19 +5,28 @@
 //   G, has_c, has_aux(), has_dextra()      its sizes and what it records
 //   input_bias(b_ih, b_hh, out)            the bias folded into the input projection
 //   has_direct                             whether h_prev also reaches h_t outside W_hh (GRU)
-//   forward_step(StepF&), backward_step(StepB&)   one step over a block of batch rows
+//   forward_step(step), backward_step(step)   one step, written with the loop's three primitives:
+//       step.product(...)   the W_hh products of this thread's hidden units, into step-local `rec`
+//       step.rows(f)        f(row) for every batch row still inside its sequence (RowF / RowB)
+//       step.sync()         wait for the other threads (their units' results are needed)
 //   hh_grad(k, ...)                        where gate block k of dW_hh / db_hh reads from
 // Everything else (projections, masking, threads, weight gradients) lives here.
 //
-// Design for speed: the input projection of all steps is one matrix product
-// before the loop, the weight gradients are matrix products after it, every
-// buffer is allocated before the loop, and threads split the batch rows, so a
-// thread runs its rows' whole recurrence without waiting for the others.
+// Design for speed: the input projection of all steps is one matrix product before the
+// loop and the weight gradients are matrix products after it. Inside the loop, threads
+// split the hidden units: each packs its own columns of W_hh once (packed.hpp) and keeps
+// them in its cache for the whole sequence, and one barrier per step publishes the new
+// state. Batch rows run longest sequence first, so a step computes only the rows still
+// inside their sequences.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
+#include <numeric>
 #include <vector>
 
 #include "rnnkit/activations.hpp"
+#include "rnnkit/packed.hpp"
 #include "rnnkit/shapes.hpp"
 #include "rnnkit/threads.hpp"
 
@@ -31,7 +40,10 @@ struct Weights {
   const S* b_hh;  // [G*H]
 };
 
-// Buffers of one forward call, all owned by the caller.
+// Buffers of one forward call, all owned by the caller. With chunk = 0 the call keeps a cache for
+// backward: h_prev, h_rec, aux and gates hold every step. With chunk > 0 (inference) they are small
+// working buffers: gates holds `chunk` steps (the input projection runs chunk by chunk), h_prev and
+// h_rec two steps, aux one.
 template <class S>
 struct ForwardBuffers {
   const S* x;              // [T, N, C]
@@ -45,9 +57,19 @@ struct ForwardBuffers {
   S* c_n;     // [N, H] out; cells with a cell state
   S* h_prev;  // [T, N, H] cache: the state entering step t
   S* h_rec;   // [T, N, H] cache: h_prev * recurrent_mask; only with a recurrent_mask
-  S* aux;     // [T, N, H] cache: the cell's own per-step record; cells with has_aux()
+  S* aux;     // [T, N, H] cache: the cell's own record; cells with has_aux()
   S* gates;   // [T, N, G*H] cache: activated gates
+  Index chunk = 0;
 };
+
+// Steps of input projection an inference call keeps at once: about 1 MiB of gates, and at least 512
+// rows, so that the product's packing of W_ih stays small next to its arithmetic.
+template <class S>
+inline Index inference_chunk(Index T, Index N, Index GH) {
+  const Index per_step = std::max<Index>(1, N * GH * static_cast<Index>(sizeof(S)));
+  const Index steps = std::max((Index(1) << 20) / per_step, (512 + N - 1) / std::max<Index>(N, 1));
+  return std::max<Index>(1, std::min<Index>(T, steps));
+}
 
 // Buffers of one backward call, all owned by the caller.
 template <class S>
@@ -74,38 +96,46 @@ struct BackwardBuffers {
   S* dextra;      // [T, N, H] workspace for cells with has_dextra()
 };
 
-// One step over a block of nb batch rows.
+// Calls with at least this many T*N rows pack W_hh once; shorter ones (a streaming step)
+// read it in place. Settable for tests, which cover both paths.
+inline std::atomic<Index>& pack_threshold() {
+  static std::atomic<Index> rows{64};
+  return rows;
+}
+
+// One batch row of one forward step over a thread's hidden units [j0, j0 + w). Pointers into rows of
+// G*H values point at unit j0 of gate 0 (gate k lies k*H further on); `rec` holds the step's W_hh
+// products for these units, gate k at k*ws.
 template <class S>
-struct StepF {
-  Index H;
-  View<S> gates;         // [nb, G*H] in: input projection + folded bias; out: activated gates
-  View<S> aux;           // [nb, H] out (cells with has_aux())
-  ConstView<S> h_prev;   // [nb, H] the state
-  ConstView<S> h_rec;    // [nb, H] what enters the W_hh product: h_prev, or h_prev * recurrent_mask
-  ConstView<S> c_prev;   // [nb, H]
-  View<S> h_t;           // [nb, H] out
-  View<S> c_t;           // [nb, H] out
-  View<S> work;          // [nb, G*H] scratch
-  ConstView<S> W_hh;     // [G*H, H]
-  const S* b_hh;         // [G*H]
+struct RowF {
+  Index H, w, ws;
+  S* gates;          // in: input projection + folded bias; out: activated gates
+  const S* rec;      // the W_hh products the cell asked for
+  const S* b_hh;
+  S* aux;            // cells with has_aux()
+  const S* h_prev;   // the state entering the step
+  const S* h_rec;    // what entered the W_hh product: h_prev, or h_prev * recurrent_mask
+  const S* c_prev;
+  S* h_t;            // out
+  S* c_t;            // out
 };
 
+// One batch row of one backward step over a thread's hidden units [j0, j0 + w).
 template <class S>
-struct StepB {
-  Index H;
-  ConstView<S> gates;    // [nb, G*H] activated gates of this step
-  ConstView<S> aux;      // [nb, H]
-  ConstView<S> h_prev;   // [nb, H]
-  ConstView<S> h_rec;    // [nb, H]
-  ConstView<S> dh;       // [nb, H] gradient reaching h_t
-  ConstView<S> dc;       // [nb, H] gradient reaching c_t
-  View<S> dgates;        // [nb, G*H] out: gradient of the gate pre-activations (input side)
-  View<S> dextra;        // [nb, H] out (cells with has_dextra())
-  View<S> dh_rec;        // [nb, H] out: gradient w.r.t. h_rec (assigned)
-  View<S> dh_prev;       // [nb, H] out: gradient along the direct path (assigned; cells with has_direct)
-  View<S> dc_prev;       // [nb, H] out
-  View<S> work;          // [nb, G*H] scratch
-  ConstView<S> W_hh;     // [G*H, H]
+struct RowB {
+  Index H, w;
+  const S* gates;    // activated gates of the step
+  const S* aux;
+  const S* h_prev;
+  const S* h_rec;
+  const S* dh;       // [w] gradient reaching h_t
+  const S* dc;       // [w] gradient reaching c_t
+  S* dgates;         // out: gradient of the gate pre-activations
+  S* dextra;         // out (cells with has_dextra())
+  S* dh_prev;        // [w] out: gradient along the direct path (cells with has_direct)
+  S* dc_prev;        // [w] out
+  S* rec;            // [w] the W_hh products the cell asked for; becomes dh_rec
+  S* work;           // [w] scratch
 };
 
 // Where gate block k of dW_hh and db_hh reads its gradient and its input.
@@ -145,184 +175,388 @@ inline void copy_or_zero(S* dst, const S* src, Index rows, Index cols) {
 
 }  // namespace detail
 
+// Batch rows in the order a step runs them: longest sequence first (stable), so the rows
+// still inside their sequences at time t are the first active[t].
+struct RowOrder {
+  std::vector<Index> rows;
+  std::vector<Index> active;
+
+  RowOrder(const int64_t* lengths, Index N, Index T) : rows(static_cast<size_t>(N)), active(static_cast<size_t>(T), N) {
+    std::iota(rows.begin(), rows.end(), Index(0));
+    if (!lengths) return;
+    std::stable_sort(rows.begin(), rows.end(), [&](Index a, Index b) { return lengths[a] > lengths[b]; });
+    for (Index t = 0; t < T; ++t) {
+      Index m = 0;
+      while (m < N && lengths[rows[m]] > t) ++m;
+      active[t] = m;
+    }
+  }
+};
+
+// One thread's columns of W_hh for the step products, packed once per call or read in place.
+//   forward:  rec[r, k*ws + u] = sum_i A(r, i) W_hh(k*H + j0 + u, i)        (A = h_rec or the cell's aux)
+//   backward: rec[r, u] (+)= sum_{k, i} A(r, k*H + i) W_hh(k*H + i, j0 + u)   (A = the gate gradients)
+template <class S>
+class RecurrentSlice {
+ public:
+  RecurrentSlice(const S* W_hh, int G, Index H, Index j0, Index w, bool packed, bool backward)
+      : W_(W_hh), H_(H), j0_(j0), w_(w), ws_(round_up(w, PackTraits<S>::NR)), packed_(packed) {
+    if (!packed) return;
+    if (backward)
+      B_.pack(G * H, ws_, [&](Index k, Index u) { return u < w ? W_hh[k * H + j0 + u] : S(0); });
+    else
+      B_.pack(H, G * ws_, [&](Index i, Index c) {
+        const Index g = c / ws_, u = c % ws_;
+        return u < w ? W_hh[(g * H + j0 + u) * H + i] : S(0);
+      });
+  }
+  Index ws() const { return ws_; }
+
+  // rec[r, g0*ws : g1*ws) for rows a[r] of H values.
+  void forward(Index m, const S* const* a, int g0, int g1, S* rec, Index ld) const {
+    if (packed_) return packed_product(m, a, B_, 0, H_, g0 * ws_, g1 * ws_, rec, ld, false);
+    for (Index r = 0; r < m; ++r)
+      for (int g = g0; g < g1; ++g) detail::dot_rows(a[r], W_ + (g * H_ + j0_) * H_, H_, w_, H_, rec + r * ld + g * ws_);
+  }
+  // rec[r, 0 : ws) (+)= rows a[r] (starting at gate k0) over gates [k0, k1).
+  void backward(Index m, const S* const* a, int k0, int k1, S* rec, Index ld, bool accumulate) const {
+    if (packed_) return packed_product(m, a, B_, k0 * H_, k1 * H_, 0, ws_, rec, ld, accumulate);
+    for (Index r = 0; r < m; ++r)
+      detail::axpy_rows(a[r], W_ + k0 * H_ * H_ + j0_, H_, w_, (k1 - k0) * H_, rec + r * ld, accumulate);
+  }
+
+ private:
+  const S* W_;
+  Index H_, j0_, w_, ws_;
+  bool packed_;
+  PackedB<S> B_;
+};
+
+// What a cell's forward_step sees of one step (see the top of this file).
+template <class S>
+struct ForwardStep {
+  Index H, w, ws, m, N;
+  int nt;
+  const std::vector<Index>& order;
+  const RecurrentSlice<S>& W;
+  const S* h_rec_rows;    // [N, H] at this time, unit 0: the source of the W_hh products
+  const S* aux_rows;      // [N, H] at this time, unit 0 (cells with has_aux())
+  std::vector<const S*>& a_rows;
+  S* rec;                 // [m, G*ws]
+  RowF<S> proto;          // pointers of row 0 / position 0; rows() offsets them
+  S* gates_time;          // gates [N, G*H] at unit j0
+  S* aux_t;               // aux [N, H] at unit j0
+  const S* h_in;          // [N, H] at unit j0
+  const S* h_rec;         // [N, H] at unit j0
+  const S* c_in;          // [N, w]
+  S* h_out;               // [N, H] at unit j0
+  S* c_out;               // [N, w]
+  Index G;
+
+  // rec[:, g0*ws : g1*ws) = W_hh products of gates [g0, g1) with the rows of src ([N, H] at this time)
+  void product(const S* src, int g0, int g1) {
+    for (Index i = 0; i < m; ++i) a_rows[i] = src + order[i] * H;
+    W.forward(m, a_rows.data(), g0, g1, rec, G * ws);
+  }
+  template <class F>
+  void rows(const F& f) {
+    for (Index i = 0; i < m; ++i) {
+      const Index n = order[i];
+      RowF<S> r = proto;
+      r.gates = gates_time + n * G * H;
+      r.rec = rec + i * G * ws;
+      r.aux = aux_t ? aux_t + n * H : nullptr;
+      r.h_prev = h_in + n * H;
+      r.h_rec = h_rec + n * H;
+      r.c_prev = c_in + n * w;
+      r.h_t = h_out + n * H;
+      r.c_t = c_out + n * w;
+      f(r);
+    }
+  }
+  void sync() const { barrier(nt); }
+};
+
+template <class S>
+struct BackwardStep {
+  Index H, w, ws, m;
+  int nt;
+  const std::vector<Index>& order;
+  const RecurrentSlice<S>& W;
+  std::vector<const S*>& a_rows;
+  S* rec;                  // [m, ws]
+  S* work;                 // [w]
+  const S *gates_t, *aux_t, *h_prev_t, *h_rec_t;  // at this time, unit j0
+  const S *dh, *dc;        // [N, w]
+  S *dgates_t, *dextra_t;  // at this time (dgates_time / dextra_time: unit 0)
+  S *dgates_time, *dextra_time;
+  S *dh_out, *dc_out;      // [N, w]
+  Index G;
+
+  // rec (+)= the rows of src (this time's [N, stride] array, pointing at gate k0) times W_hh gates [k0, k1)
+  void product(const S* src, Index stride, int k0, int k1, bool accumulate) {
+    for (Index i = 0; i < m; ++i) a_rows[i] = src + order[i] * stride;
+    W.backward(m, a_rows.data(), k0, k1, rec, ws, accumulate);
+  }
+  template <class F>
+  void rows(const F& f) {
+    for (Index i = 0; i < m; ++i) {
+      const Index n = order[i];
+      RowB<S> r{H,
+                w,
+                gates_t + n * G * H,
+                aux_t ? aux_t + n * H : nullptr,
+                h_prev_t + n * H,
+                h_rec_t + n * H,
+                dh + n * w,
+                dc + n * w,
+                dgates_t + n * G * H,
+                dextra_t ? dextra_t + n * H : nullptr,
+                dh_out + n * w,
+                dc_out + n * w,
+                rec + i * ws,
+                work};
+      f(r);
+    }
+  }
+  void sync() const { barrier(nt); }
+};
+
 template <class Cell, class S>
 void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const ForwardBuffers<S>& b, int nthreads) {
-  const Index T = d.T, N = d.N, C = d.C, H = d.H, GH = Cell::G * H, TN = T * N;
-  nthreads = threads_for(2.0 * TN * GH * (C + H), nthreads);
-  nthreads = static_cast<int>(std::max<Index>(1, std::min<Index>(nthreads, std::max<Index>(N, 1))));
-  const Index nb_max = (N + nthreads - 1) / nthreads;
-  // Per thread: h, h_new, c, c_new [nb, H] and work [nb, G*H]; allocated once, before the loop.
-  const Index per_thread = nb_max * (4 * H + GH);
-  std::vector<S> workspace(static_cast<size_t>(per_thread * nthreads));
+  const Index T = d.T, N = d.N, C = d.C, H = d.H, G = Cell::G, GH = G * H, TN = T * N;
+  // a short call is as long as reading the weights takes: count them as work too
+  nthreads = threads_for(std::max(2.0 * TN, 32.0) * GH * (C + H), nthreads);
+  nthreads = static_cast<int>(std::max<Index>(1, std::min<Index>(nthreads, H)));
+  const RowOrder order(b.lengths, N, T);
+  const bool packed = TN >= pack_threshold().load();
   const S* mask = b.recurrent_mask;
   RowVector<S> bias(GH);
   cell.input_bias(w.b_ih, w.b_hh, H, bias.data());
   const auto W_ih = view(w.W_ih, GH, C);
-  const auto W_hh = view(w.W_hh, GH, H);
+  auto time = [&](Index s) { return b.reverse ? T - 1 - s : s; };
+  const bool keep = b.chunk == 0;  // a cache for backward, or inference with small buffers
+  const Index Tc = keep ? T : b.chunk;
+  // where step s reads: the state entering it (after the last step: h_n), its h_rec, aux and gates
+  auto h_slot = [&](Index s) { return s >= T ? b.h_n : b.h_prev + (keep ? time(s) : s % 2) * N * H; };
+  auto rec_slot = [&](Index s) { return b.h_rec + (keep ? time(s) : s % 2) * N * H; };
+  auto aux_slot = [&](Index s) { return cell.has_aux() ? b.aux + (keep ? time(s) : 0) * N * H : nullptr; };
+  // the first time of step s's chunk of projections (inference)
+  auto chunk_t0 = [&](Index s) {
+    const Index s0 = s / Tc * Tc, s1 = std::min(T, s0 + Tc);
+    return b.reverse ? T - s1 : s0;
+  };
+  auto gates_slot = [&](Index s) { return b.gates + (keep ? time(s) : time(s) - chunk_t0(s)) * N * GH; };
 
   parallel(nthreads, [&](int tid, int nt) {
-    // gates = x W_ih^T + bias, for every step at once
-    {
-      auto [i0, i1] = share(TN, tid, nt);
-      auto g = view(b.gates + i0 * GH, i1 - i0, GH);
-      g.noalias() = view(b.x + i0 * C, i1 - i0, C) * W_ih.transpose();
-      g.rowwise() += bias;
-    }
-    barrier(nt);
-
-    auto [r0, r1] = share(N, tid, nt);
-    const Index nb = r1 - r0;
-    if (nb == 0) return;
-    S* ws = workspace.data() + tid * per_thread;
-    S *h = ws, *h_new = ws + nb * H, *c = ws + 2 * nb * H, *c_new = ws + 3 * nb * H;
-    S* work = ws + 4 * nb * H;
-    detail::copy_or_zero(h, b.h0 ? b.h0 + r0 * H : nullptr, nb, H);
-    if (Cell::has_c) detail::copy_or_zero(c, b.c0 ? b.c0 + r0 * H : nullptr, nb, H);
-    const Index all_valid_below = detail::min_length(b.lengths, r0, r1, T);
-
-    for (Index s = 0; s < T; ++s) {
-      const Index t = b.reverse ? T - 1 - s : s;
-      const Index row = t * N + r0;
-      view(b.h_prev + row * H, nb, H) = view(h, nb, H);
-      // h_rec = h_prev * recurrent_mask
-      if (mask) view(b.h_rec + row * H, nb, H) = view(h, nb, H).cwiseProduct(view(mask + r0 * H, nb, H));
-      StepF<S> step{H,
-                    view(b.gates + row * GH, nb, GH),
-                    view(cell.has_aux() ? b.aux + row * H : work, nb, H),
-                    view((const S*)h, nb, H),
-                    view(mask ? (const S*)b.h_rec + row * H : (const S*)h, nb, H),
-                    view((const S*)c, nb, H),
-                    view(h_new, nb, H),
-                    view(c_new, nb, H),
-                    view(work, nb, GH),
-                    W_hh,
-                    w.b_hh};
-      cell.forward_step(step);
-      auto y_t = view(b.y + row * H, nb, H);
-      if (t < all_valid_below) {
-        std::swap(h, h_new);
-        if (Cell::has_c) std::swap(c, c_new);
-        y_t = view(h, nb, H);
-      } else {
-        // a sequence past its own length keeps its state and outputs zeros
-        for (Index r = 0; r < nb; ++r) {
-          if (detail::valid(b.lengths, r0 + r, t)) {
-            view(h + r * H, 1, H) = view(h_new + r * H, 1, H);
-            if (Cell::has_c) view(c + r * H, 1, H) = view(c_new + r * H, 1, H);
-            y_t.row(r) = view(h + r * H, 1, H);
-          } else {
-            y_t.row(r).setZero();
-          }
+    // gates = x W_ih^T + bias for steps [t0, t0 + steps), into dst: one product split over rows, or
+    // for a short call (a streaming step) dot products split over gate columns
+    auto project = [&](Index t0, Index steps, S* dst) {
+      if (!packed) {
+        auto [c0, c1] = share(GH, tid, nt);
+        for (Index i = 0; i < steps * N; ++i) {
+          detail::dot_rows(b.x + (t0 * N + i) * C, w.W_ih + c0 * C, C, c1 - c0, C, dst + i * GH + c0);
+          view(dst + i * GH + c0, 1, c1 - c0) += bias.segment(c0, c1 - c0);
         }
+        return;
+      }
+      auto [i0, i1] = share(steps * N, tid, nt);
+      auto g = view(dst + i0 * GH, i1 - i0, GH);
+      g.noalias() = view(b.x + (t0 * N + i0) * C, i1 - i0, C) * W_ih.transpose();
+      g.rowwise() += bias;
+    };
+    if (keep) project(0, T, b.gates);  // every step at once
+    // this thread's hidden units
+    const auto slice = share(H, tid, nt);
+    const Index j0 = slice.first, j1 = slice.second;
+    const Index wu = j1 - j0;
+    const RecurrentSlice<S> W(w.W_hh, G, H, j0, wu, packed, false);
+    const Index ws = W.ws();
+    std::vector<S> rec(static_cast<size_t>(N * G * ws)), c_a(Cell::has_c ? N * wu : 0), c_b(c_a.size());
+    std::vector<const S*> a_rows(static_cast<size_t>(N));
+    S *c_in = c_a.data(), *c_out = c_b.data();
+    auto units = [&](auto* p, Index n, Index stride) { return view(p + n * stride + j0, 1, wu); };
+    auto set_rec = [&](Index s) {  // h_rec = h_prev * recurrent_mask, entering step s
+      if (!mask || s >= T) return;
+      for (Index n = 0; n < N; ++n)
+        units(rec_slot(s), n, H) = units((const S*)h_slot(s), n, H).cwiseProduct(units(mask, n, H));
+    };
+    for (Index n = 0; n < N; ++n) {
+      if (b.h0)
+        units(h_slot(0), n, H) = units(b.h0, n, H);
+      else
+        units(h_slot(0), n, H).setZero();
+      if (Cell::has_c) {
+        if (b.c0)
+          view(c_in + n * wu, 1, wu) = units(b.c0, n, H);
+        else
+          view(c_in + n * wu, 1, wu).setZero();
       }
     }
-    view(b.h_n + r0 * H, nb, H) = view(h, nb, H);
-    if (Cell::has_c) view(b.c_n + r0 * H, nb, H) = view(c, nb, H);
+    set_rec(0);
+    barrier(nt);
+
+    for (Index s = 0; s < T; ++s) {
+      if (!keep && s % Tc == 0) {
+        const Index t0 = chunk_t0(s);
+        project(t0, std::min(T, s / Tc * Tc + Tc) - s / Tc * Tc, b.gates);
+        barrier(nt);
+      }
+      const Index t = time(s), m = order.active[t];
+      const S* h_in = h_slot(s);
+      S* h_out = h_slot(s + 1);
+      const S* h_rec = mask ? rec_slot(s) : h_in;
+      S* aux_t = aux_slot(s);
+      S* gates_t = gates_slot(s);
+      if (m > 0) {
+        ForwardStep<S> step{H,     wu,        ws,       m,        N,           nt,  order.rows, W, h_rec,
+                            aux_t, a_rows,    rec.data(), RowF<S>{H, wu, ws, nullptr, nullptr, w.b_hh + j0},
+                            gates_t + j0, aux_t ? aux_t + j0 : nullptr, h_in + j0, h_rec + j0,
+                            c_in, h_out + j0, c_out, G};
+        cell.forward_step(step);
+      }
+      S* y_t = b.y + t * N * H;
+      for (Index i = 0; i < m; ++i) {
+        const Index n = order.rows[i];
+        units(y_t, n, H) = units((const S*)h_out, n, H);
+      }
+      // a sequence past its own length keeps its state and outputs zeros
+      for (Index i = m; i < N; ++i) {
+        const Index n = order.rows[i];
+        units(h_out, n, H) = units(h_in, n, H);
+        if (Cell::has_c) view(c_out + n * wu, 1, wu) = view(c_in + n * wu, 1, wu);
+        units(y_t, n, H).setZero();
+        for (Index k = 0; k < G; ++k) units(gates_t + k * H, n, GH).setZero();
+        if (aux_t) units(aux_t, n, H).setZero();
+      }
+      set_rec(s + 1);
+      std::swap(c_in, c_out);
+      barrier(nt);
+    }
+    if (Cell::has_c)
+      for (Index n = 0; n < N; ++n) units(b.c_n, n, H) = view(c_in + n * wu, 1, wu);
   });
 }
 
 template <class Cell, class S>
 void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const BackwardBuffers<S>& b, int nthreads) {
-  const Index T = d.T, N = d.N, C = d.C, H = d.H, GH = Cell::G * H, TN = T * N;
+  const Index T = d.T, N = d.N, C = d.C, H = d.H, G = Cell::G, GH = G * H, TN = T * N;
   nthreads = threads_for(4.0 * TN * GH * (C + H), nthreads);
-  const int rec_threads = static_cast<int>(std::max<Index>(1, std::min<Index>(nthreads, N)));
-  const Index nb_max = (N + rec_threads - 1) / rec_threads;
-  // Per thread: dh, dh_new, dc, dc_new, dh_rec [nb, H] and work [nb, G*H]; allocated once, before the loop.
-  const Index per_thread = nb_max * (5 * H + GH);
+  nthreads = static_cast<int>(std::max<Index>(1, std::min<Index>(nthreads, H)));
+  const RowOrder order(b.lengths, N, T);
+  const bool packed = TN >= pack_threshold().load();
   const S* mask = b.recurrent_mask;
   const S* h_rec = mask ? b.h_rec : b.h_prev;
-  std::vector<S> workspace(static_cast<size_t>(per_thread * nthreads));
   const auto W_ih = view(w.W_ih, GH, C);
-  const auto W_hh = view(w.W_hh, GH, H);
 
   parallel(nthreads, [&](int tid, int nt) {
-    auto [r0, r1] = share(N, tid, std::min<int>(nt, rec_threads));
-    if (tid >= rec_threads) r0 = r1 = N;
-    const Index nb = r1 - r0;
-    if (nb > 0) {
-      S* ws = workspace.data() + tid * per_thread;
-      S *dh = ws, *dh_new = ws + nb * H, *dc = ws + 2 * nb * H, *dc_new = ws + 3 * nb * H, *dh_rec = ws + 4 * nb * H;
-      // without a mask or a direct path, the gradient w.r.t. h_rec is dh_prev itself
-      const bool dh_rec_direct = !mask && !Cell::has_direct;
-      S* work = ws + 5 * nb * H;
-      detail::copy_or_zero(dh, b.dh_n ? b.dh_n + r0 * H : nullptr, nb, H);
-      detail::copy_or_zero(dc, b.dc_n ? b.dc_n + r0 * H : nullptr, nb, H);
-      const Index all_valid_below = detail::min_length(b.lengths, r0, r1, T);
-
-      for (Index s = T - 1; s >= 0; --s) {
-        const Index t = b.reverse ? T - 1 - s : s;
-        const Index row = t * N + r0;
-        const auto dy_t = view(b.dy + row * H, nb, H);
-        auto dh_t = view(dh, nb, H);
-        const bool all_valid = t < all_valid_below;
-        if (all_valid) {
-          dh_t += dy_t;
-        } else {
-          for (Index r = 0; r < nb; ++r)
-            if (detail::valid(b.lengths, r0 + r, t)) dh_t.row(r) += dy_t.row(r);
-        }
-        StepB<S> step{H,
-                      view(b.gates + row * GH, nb, GH),
-                      view(cell.has_aux() ? b.aux + row * H : b.h_prev + row * H, nb, H),
-                      view(b.h_prev + row * H, nb, H),
-                      view(h_rec + row * H, nb, H),
-                      view((const S*)dh, nb, H),
-                      view((const S*)dc, nb, H),
-                      view(b.dgates + row * GH, nb, GH),
-                      view(cell.has_dextra() ? b.dextra + row * H : work, nb, H),
-                      view(dh_rec_direct ? dh_new : dh_rec, nb, H),
-                      view(dh_new, nb, H),
-                      view(dc_new, nb, H),
-                      view(work, nb, GH),
-                      W_hh};
-        cell.backward_step(step);
-        // dh_prev = (direct path) + dh_rec * recurrent_mask
-        if (!dh_rec_direct) {
-          auto d = view(dh_new, nb, H);
-          auto dr = view((const S*)dh_rec, nb, H);
-          if (Cell::has_direct && mask)
-            d += dr.cwiseProduct(view(mask + r0 * H, nb, H));
-          else if (Cell::has_direct)
-            d += dr;
+    // the recurrence: this thread's hidden units, every row
+    {
+      const auto slice = share(H, tid, nt);
+    const Index j0 = slice.first, j1 = slice.second;
+      const Index wu = j1 - j0;
+      const RecurrentSlice<S> W(w.W_hh, G, H, j0, wu, packed, true);
+      const Index ws = W.ws();
+      std::vector<S> rec(static_cast<size_t>(N * ws)), work(static_cast<size_t>(wu));
+      std::vector<S> dh_a(static_cast<size_t>(N * wu)), dh_b(dh_a.size()), dc_a(Cell::has_c ? dh_a.size() : 0),
+          dc_b(dc_a.size());
+      std::vector<const S*> a_rows(static_cast<size_t>(N));
+      S *dh = dh_a.data(), *dh_out = dh_b.data(), *dc = dc_a.data(), *dc_out = dc_b.data();
+      auto units = [&](auto* p, Index n, Index stride) { return view(p + n * stride + j0, 1, wu); };
+      auto own = [&](S* p, Index n) { return view(p + n * wu, 1, wu); };
+      for (Index n = 0; n < N; ++n) {
+        if (b.dh_n)
+          own(dh, n) = units(b.dh_n, n, H);
+        else
+          own(dh, n).setZero();
+        if (Cell::has_c) {
+          if (b.dc_n)
+            own(dc, n) = units(b.dc_n, n, H);
           else
-            d = dr.cwiseProduct(view(mask + r0 * H, nb, H));
-        }
-        if (all_valid) {
-          std::swap(dh, dh_new);
-          if (Cell::has_c) std::swap(dc, dc_new);
-        } else {
-          // a step past the sequence's length passed its state through unchanged
-          for (Index r = 0; r < nb; ++r) {
-            if (detail::valid(b.lengths, r0 + r, t)) {
-              view(dh + r * H, 1, H) = view(dh_new + r * H, 1, H);
-              if (Cell::has_c) view(dc + r * H, 1, H) = view(dc_new + r * H, 1, H);
-            } else {
-              step.dgates.row(r).setZero();
-              if (cell.has_dextra()) step.dextra.row(r).setZero();
-            }
-          }
+            own(dc, n).setZero();
         }
       }
-      view(b.dh0 + r0 * H, nb, H) = view(dh, nb, H);
-      if (Cell::has_c) view(b.dc0 + r0 * H, nb, H) = view(dc, nb, H);
+      for (Index s = T - 1; s >= 0; --s) {
+        const Index t = b.reverse ? T - 1 - s : s, m = order.active[t];
+        for (Index i = 0; i < m; ++i) {
+          const Index n = order.rows[i];
+          own(dh, n) += units(b.dy + t * N * H, n, H);
+        }
+        S* dgates_time = b.dgates + t * N * GH;
+        S* dextra_time = cell.has_dextra() ? b.dextra + t * N * H : nullptr;
+        if (m > 0) {
+          BackwardStep<S> step{H,
+                               wu,
+                               ws,
+                               m,
+                               nt,
+                               order.rows,
+                               W,
+                               a_rows,
+                               rec.data(),
+                               work.data(),
+                               b.gates + t * N * GH + j0,
+                               cell.has_aux() ? b.aux + t * N * H + j0 : nullptr,
+                               b.h_prev + t * N * H + j0,
+                               h_rec + t * N * H + j0,
+                               dh,
+                               dc,
+                               dgates_time + j0,
+                               dextra_time ? dextra_time + j0 : nullptr,
+                               dgates_time,
+                               dextra_time,
+                               dh_out,
+                               dc_out,
+                               G};
+          cell.backward_step(step);
+        }
+        for (Index i = 0; i < m; ++i) {
+          // dh_prev = (direct path) + dh_rec * recurrent_mask
+          const Index n = order.rows[i];
+          const auto dr = view((const S*)rec.data() + i * ws, 1, wu);
+          auto out = own(dh_out, n);
+          if (Cell::has_direct && mask)
+            out += dr.cwiseProduct(units(mask, n, H));
+          else if (Cell::has_direct)
+            out += dr;
+          else if (mask)
+            out = dr.cwiseProduct(units(mask, n, H));
+          else
+            out = dr;
+        }
+        // a step past the sequence's length passed its state through unchanged
+        for (Index i = m; i < N; ++i) {
+          const Index n = order.rows[i];
+          own(dh_out, n) = own(dh, n);
+          if (Cell::has_c) own(dc_out, n) = own(dc, n);
+          for (Index k = 0; k < G; ++k) units(dgates_time + k * H, n, GH).setZero();
+          if (dextra_time) units(dextra_time, n, H).setZero();
+        }
+        std::swap(dh, dh_out);
+        std::swap(dc, dc_out);
+      }
+      for (Index n = 0; n < N; ++n) {
+        units(b.dh0, n, H) = own(dh, n);
+        if (Cell::has_c) units(b.dc0, n, H) = own(dc, n);
+      }
     }
     barrier(nt);
 
     // dW_ih = dG^T x, db_ih = sum over rows of dG; dW_hh and db_hh likewise from the
     // cell's hidden-side source. Each thread takes the same slice of every gate block.
-    auto [j0, j1] = share(H, tid, nt);
-    const Index w_ = j1 - j0;
-    if (w_ > 0) {
+    auto [u0, u1] = share(H, tid, nt);
+    const Index wg = u1 - u0;
+    if (wg > 0) {
       const auto X = view(b.x, TN, C);
       for (int k = 0; k < Cell::G; ++k) {
-        const Index col = k * H + j0;
-        const auto dG = view(b.dgates + col, TN, w_, GH);
-        view(b.dW_ih + col * C, w_, C).noalias() = dG.transpose() * X;
-        detail::sum_rows(dG, view(b.db_ih + col, 1, w_));
+        const Index col = k * H + u0;
+        const auto dG = view(b.dgates + col, TN, wg, GH);
+        view(b.dW_ih + col * C, wg, C).noalias() = dG.transpose() * X;
+        detail::sum_rows(dG, view(b.db_ih + col, 1, wg));
         const HHGrad<S> src = cell.hh_grad(k, H, b, h_rec);
-        const auto dGh = view(src.dgate + j0, TN, w_, src.stride);  // input: h_rec, or the cell's aux
-        view(b.dW_hh + col * H, w_, H).noalias() = dGh.transpose() * view(src.input, TN, H);
-        detail::sum_rows(dGh, view(b.db_hh + col, 1, w_));
+        const auto dGh = view(src.dgate + u0, TN, wg, src.stride);  // input: h_rec, or the cell's aux
+        view(b.dW_hh + col * H, wg, H).noalias() = dGh.transpose() * view(src.input, TN, H);
+        detail::sum_rows(dGh, view(b.db_hh + col, 1, wg));
       }
     }
     // dx = dG W_ih
