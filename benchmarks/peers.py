@@ -86,8 +86,8 @@ class FunctionalPeer(Peer):
 
         def run():
             h = x
-            for weights in layers:
-                h = fwd(h, *weights, lengths=lengths)[0]
+            for weights in layers:  # inference: no cache kept for a backward pass, as under torch.no_grad()
+                h = fwd(h, *weights, lengths=lengths, return_cache=False)[0]
             return h
 
         return run
@@ -121,7 +121,7 @@ class FunctionalPeer(Peer):
             s, i = state[0], pos[0]
             for _ in range(block):
                 # lstm_forward(x, W.., h0, c0) -> y, h_n, c_n, cache; gru/rnn_forward(x, W.., h0) -> y, h_n, cache
-                out = fwd(xs[i], *weights, *s)
+                out = fwd(xs[i], *weights, *s, return_cache=False)
                 s = out[1:1 + n_states]
                 i = i + 1 if i + 1 < S else 0
             state[0], pos[0] = s, i

@@ -73,6 +73,7 @@ class Profile:
     memory_cells: tuple = K.CELLS
     cells: tuple = K.CELLS
     stream_cells: tuple = K.STREAM_CELLS
+    settle: float = 0.2  # seconds between peers' turns (timing.interleaved)
 
     def skip_reason(self, peer, mode, point):
         return self.skip.get((peer, mode, point)) or self.skip.get(("*", mode, point))
@@ -90,7 +91,7 @@ PROFILES = {
     "smoke": Profile(grid=((3, 4, 2, 5, 3),), large=(3, 4, 2, 5, 3), varlen=(3, 4, 1, 8, 3), stream_H=(8,),
                      stream_steps=20, stream_block=5, repeats=3, ref_repeats=2, min_time=0.0,
                      memory_points=((3, 4, 1, 5, 3),), memory_cells=("lstm",), cells=("gru",),
-                     stream_cells=("lstm",)),
+                     stream_cells=("lstm",), settle=0.0),
 }
 
 MODES = ("inference", "training")
@@ -260,7 +261,7 @@ def measure_case(peers, case, mode, prof, gemm_table, gemm_times):
         fns[GEMM] = numpy_gemm_baseline(case)
     reps = {n: prof.ref_repeats if n.startswith("reference") else prof.repeats for n in fns}
     load = BackgroundLoad()
-    raw = interleaved(fns, reps, prof.min_time, keep_first=True)
+    raw = interleaved(fns, reps, prof.min_time, keep_first=True, settle=prof.settle)
     background = load.cores()
 
     key = case.full_length()
@@ -317,7 +318,7 @@ def measure_stream(peers, cell, H, prof):
             fns[p.name] = fn
     blocks = max(1, prof.stream_steps // prof.stream_block)
     load = BackgroundLoad()
-    raw = interleaved(fns, {n: blocks for n in fns}, 0.0, units=prof.stream_block)
+    raw = interleaved(fns, {n: blocks for n in fns}, 0.0, units=prof.stream_block, settle=prof.settle)
     rec = {"cell": cell, "H": H, "C": H, "N": 1, "steps": blocks * prof.stream_block, "block": prof.stream_block,
            "background_cores": load.cores(), "peers": {}}
     base = summary(raw["rnnkit"]["samples"])["median_s"] if "rnnkit" in raw else None
