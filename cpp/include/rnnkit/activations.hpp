@@ -38,6 +38,61 @@ inline void apply_rows(S* p, Index rows, Index cols, Index stride, const Op& op)
   }
 }
 
+// A fused elementwise loop over w elements: f(x, y) maps NI input packets to NO output packets, read
+// from in[k] + u and written to out[k] + u. The last partial packet goes through zero-padded
+// temporaries, so every element takes the same path whatever w and the buffers' alignment are.
+// Outputs may alias inputs (each packet is loaded before it is stored).
+template <int NI, int NO, class S, class F>
+inline void packets(Index w, const S* const (&in)[NI], S* const (&out)[NO], const F& f) {
+  namespace ei = Eigen::internal;
+  using P = typename ei::packet_traits<S>::type;
+  constexpr Index L = ei::unpacket_traits<P>::size;
+  P x[NI], y[NO];
+  Index u = 0;
+  for (; u + L <= w; u += L) {
+    for (int k = 0; k < NI; ++k) x[k] = ei::ploadu<P>(in[k] + u);
+    f(x, y);
+    for (int k = 0; k < NO; ++k) ei::pstoreu(out[k] + u, y[k]);
+  }
+  if (u < w) {
+    alignas(64) S t[L] = {};
+    const Index n = w - u;
+    for (int k = 0; k < NI; ++k) {
+      for (Index j = 0; j < n; ++j) t[j] = in[k][u + j];
+      x[k] = ei::pload<P>(t);
+    }
+    f(x, y);
+    for (int k = 0; k < NO; ++k) {
+      ei::pstore(t, y[k]);
+      for (Index j = 0; j < n; ++j) out[k][u + j] = t[j];
+    }
+  }
+}
+
+// The packet forms of the gate nonlinearities, for packets(): Eigen's packet op where it has one
+// (float), else its scalar op lane by lane (Eigen 3.4 has no packet tanh for double), as apply_rows.
+template <class Op, class P>
+inline P packet_op(const P& a) {
+  namespace ei = Eigen::internal;
+  if constexpr (ei::functor_traits<Op>::PacketAccess) {
+    return Op().packetOp(a);
+  } else {
+    using S = typename ei::unpacket_traits<P>::type;
+    alignas(64) S t[ei::unpacket_traits<P>::size];
+    ei::pstore(t, a);
+    for (auto& v : t) v = Op()(v);
+    return ei::pload<P>(t);
+  }
+}
+template <class P>
+inline P psigmoid(const P& a) {
+  return packet_op<Eigen::internal::scalar_logistic_op<typename Eigen::internal::unpacket_traits<P>::type>>(a);
+}
+template <class P>
+inline P ptanh(const P& a) {
+  return packet_op<Eigen::internal::scalar_tanh_op<typename Eigen::internal::unpacket_traits<P>::type>>(a);
+}
+
 template <class Op, class D>
 inline void apply(Eigen::DenseBase<D>& a, const Op& op) {
   auto& m = a.derived();

@@ -31,52 +31,86 @@ struct GruCell {
   void forward_step(Step& s) const {
     // [r, z] = sigmoid(W_i[rz] x_t + b_i[rz] + W_h[rz] h_rec + b_h[rz])
     s.product(s.h_rec_rows, 0, reset_after ? 3 : 2);
-    s.rows([this](auto& r) {
+    if (reset_after) {
+      s.rows([](auto& r) {
+        namespace ei = Eigen::internal;
+        const Index H = r.H, ws = r.ws;
+        auto* a = r.gates;
+        const auto* q = r.rec;
+        // in: pre-activations r z n, their W_hn products, b_hn, h_prev; out: r z n, aux, h_t
+        detail::packets<8, 5>(r.w, {a, a + H, a + 2 * H, q, q + ws, q + 2 * ws, r.b_hh + 2 * H, r.h_prev},
+                              {a, a + H, a + 2 * H, r.aux, r.h_t}, [](const auto* x, auto* y) {
+                                const auto rg = detail::psigmoid(ei::padd(x[0], x[3]));
+                                const auto z = detail::psigmoid(ei::padd(x[1], x[4]));
+                                // aux = W_hn h_rec + b_hn; n = tanh(W_in x_t + b_in + r * aux)
+                                const auto aux = ei::padd(x[5], x[6]);
+                                const auto n = detail::ptanh(ei::padd(x[2], ei::pmul(rg, aux)));
+                                // h_t = (1 - z) * n + z * h_prev
+                                y[0] = rg, y[1] = z, y[2] = n, y[3] = aux;
+                                y[4] = ei::padd(n, ei::pmul(z, ei::psub(x[7], n)));
+                              });
+      });
+      return;
+    }
+    // reset gate before the product: aux = r * h_rec, then n once every unit's aux is known
+    s.rows([](auto& r) {
       const Index H = r.H, w = r.w;
       for (int k = 0; k < 2; ++k) {
         auto a = view(r.gates + k * H, 1, w);
         a += view(r.rec + k * r.ws, 1, w);
         sigmoid_inplace(a);
       }
-      const auto rg = view(r.gates, 1, w).array();
-      auto aux = view(r.aux, 1, w);
-      if (reset_after) {
-        // aux = W_hn h_rec + b_hn; n = tanh(W_in x_t + b_in + r * aux)
-        aux = view(r.rec + 2 * r.ws, 1, w) + view(r.b_hh + 2 * H, 1, w);
-        auto n = view(r.gates + 2 * H, 1, w);
-        n.array() += rg * aux.array();
-        finish_row(r);
-      } else {
-        // aux = r * h_rec
-        aux.array() = rg * view(r.h_rec, 1, w).array();
-      }
+      view(r.aux, 1, w).array() = view(r.gates, 1, w).array() * view(r.h_rec, 1, w).array();
     });
-    if (reset_after) return;
-    // n = tanh(W_in x_t + b_in + W_hn aux + b_hn), once every unit's aux is known
     s.sync();
+    // n = tanh(W_in x_t + b_in + W_hn aux + b_hn); h_t = (1 - z) * n + z * h_prev
     s.product(s.aux_rows, 2, 3);
     s.rows([](auto& r) {
-      view(r.gates + 2 * r.H, 1, r.w) += view(r.rec + 2 * r.ws, 1, r.w);
-      finish_row(r);
+      const Index w = r.w;
+      auto n = view(r.gates + 2 * r.H, 1, w);
+      n += view(r.rec + 2 * r.ws, 1, w);
+      tanh_inplace(n);
+      const auto z = view(r.gates + r.H, 1, w).array();
+      view(r.h_t, 1, w).array() = n.array() + z * (view(r.h_prev, 1, w).array() - n.array());
     });
-  }
-
-  // n = tanh(n_pre); h_t = (1 - z) * n + z * h_prev
-  template <class Row>
-  static void finish_row(Row& r) {
-    auto n = view(r.gates + 2 * r.H, 1, r.w);
-    tanh_inplace(n);
-    const auto z = view(r.gates + r.H, 1, r.w).array();
-    view(r.h_t, 1, r.w).array() = n.array() + z * (view(r.h_prev, 1, r.w).array() - n.array());
   }
 
   template <class Step>
   void backward_step(Step& s) const {
     const Index H = s.H;
-    s.rows([this](auto& q) {
+    if (reset_after) {
+      s.rows([](auto& q) {
+        namespace ei = Eigen::internal;
+        const Index H = q.H;
+        const auto* a = q.gates;
+        auto* d = q.dgates;
+        // in: gates r z n, aux, h_prev, dh; out: d[r z n]_pre, dextra, the direct path of dh_prev
+        detail::packets<6, 5>(q.w, {a, a + H, a + 2 * H, q.aux, q.h_prev, q.dh}, {d, d + H, d + 2 * H, q.dextra, q.dh_prev},
+                              [](const auto* x, auto* y) {
+                                using P = std::decay_t<decltype(x[0])>;
+                                const P one = ei::pset1<P>(1), r = x[0], z = x[1], n = x[2], dh = x[5];
+                                // dn_pre = dh * (1 - z) * (1 - n^2)
+                                const P dn = ei::pmul(ei::pmul(dh, ei::psub(one, z)), ei::psub(one, ei::pmul(n, n)));
+                                // dr_pre = dn_pre * aux * r (1 - r); dz_pre = dh * (h_prev - n) * z (1 - z)
+                                y[0] = ei::pmul(ei::pmul(dn, x[3]), ei::pmul(r, ei::psub(one, r)));
+                                y[1] = ei::pmul(ei::pmul(dh, ei::psub(x[4], n)), ei::pmul(z, ei::psub(one, z)));
+                                y[2] = dn;
+                                // the hidden side of n sees dn_pre * r; direct path: dh_prev = dh * z
+                                y[3] = ei::pmul(dn, r);
+                                y[4] = ei::pmul(dh, z);
+                              });
+      });
+      s.sync();
+      // dh_rec = d[r, z]_pre W_h[rz] + (dn_pre * r) W_hn
+      s.product(s.dgates_time, G * H, 0, 2, false);
+      s.product(s.dextra_time, H, 2, 3, true);
+      return;
+    }
+    // reset gate before the product: d(r * h_rec) needs every unit's dn_pre first
+    s.rows([](auto& q) {
       using S = std::decay_t<decltype(*q.gates)>;
       const Index H = q.H, w = q.w;
-      const auto r = view(q.gates, 1, w).array(), z = view(q.gates + H, 1, w).array();
+      const auto z = view(q.gates + H, 1, w).array();
       const auto n = view(q.gates + 2 * H, 1, w).array();
       const auto dh = view(q.dh, 1, w).array();
       auto dn = view(q.dgates + 2 * H, 1, w).array();
@@ -86,19 +120,8 @@ struct GruCell {
       view(q.dgates + H, 1, w).array() = dh * (view(q.h_prev, 1, w).array() - n) * dsigmoid(z);
       // direct path: dh_prev = dh * z
       view(q.dh_prev, 1, w).array() = dh * z;
-      if (reset_after) {
-        // dr_pre = dn_pre * aux * r (1 - r); the hidden side of n sees dn_pre * r
-        view(q.dgates, 1, w).array() = dn * view(q.aux, 1, w).array() * dsigmoid(r);
-        view(q.dextra, 1, w).array() = dn * r;
-      }
     });
     s.sync();
-    if (reset_after) {
-      // dh_rec = d[r, z]_pre W_h[rz] + (dn_pre * r) W_hn
-      s.product(s.dgates_time, G * H, 0, 2, false);
-      s.product(s.dextra_time, H, 2, 3, true);
-      return;
-    }
     // d(r * h_rec) = dn_pre W_hn, for this thread's units
     s.product(s.dgates_time + 2 * H, G * H, 2, 3, false);
     s.rows([](auto& q) {

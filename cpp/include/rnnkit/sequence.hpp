@@ -542,21 +542,28 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
     }
     barrier(nt);
 
-    // dW_ih = dG^T x, db_ih = sum over rows of dG; dW_hh and db_hh likewise from the
-    // cell's hidden-side source. Each thread takes the same slice of every gate block.
-    auto [u0, u1] = share(H, tid, nt);
-    const Index wg = u1 - u0;
-    if (wg > 0) {
-      const auto X = view(b.x, TN, C);
-      for (int k = 0; k < Cell::G; ++k) {
-        const Index col = k * H + u0;
-        const auto dG = view(b.dgates + col, TN, wg, GH);
-        view(b.dW_ih + col * C, wg, C).noalias() = dG.transpose() * X;
-        detail::sum_rows(dG, view(b.db_ih + col, 1, wg));
+    // dW_ih = dG^T x, db_ih = sum over rows of dG; dW_hh and db_hh likewise from the cell's
+    // hidden-side source. Each thread takes a contiguous block of the G*H weight rows, as few
+    // products as the sources allow (one for LSTM and RNN), so each packs x and h once.
+    auto [r0, r1] = share(GH, tid, nt);
+    if (r1 > r0) {
+      const auto dG = view(b.dgates + r0, TN, r1 - r0, GH);
+      view(b.dW_ih + r0 * C, r1 - r0, C).noalias() = dG.transpose() * view(b.x, TN, C);
+      detail::sum_rows(dG, view(b.db_ih + r0, 1, r1 - r0));
+      for (Index c0 = r0; c0 < r1;) {
+        // the longest run of rows from c0 whose gradients lie side by side in one source
+        const int k = static_cast<int>(c0 / H);
         const HHGrad<S> src = cell.hh_grad(k, H, b, h_rec);
-        const auto dGh = view(src.dgate + u0, TN, wg, src.stride);  // input: h_rec, or the cell's aux
-        view(b.dW_hh + col * H, wg, H).noalias() = dGh.transpose() * view(src.input, TN, H);
-        detail::sum_rows(dGh, view(b.db_hh + col, 1, wg));
+        Index c1 = std::min(r1, (k + 1) * H);
+        for (int k2 = k + 1; c1 < r1 && k2 < G; ++k2) {
+          const HHGrad<S> next = cell.hh_grad(k2, H, b, h_rec);
+          if (next.dgate != src.dgate + (k2 - k) * H || next.stride != src.stride || next.input != src.input) break;
+          c1 = std::min(r1, (k2 + 1) * H);
+        }
+        const auto dGh = view(src.dgate + (c0 - k * H), TN, c1 - c0, src.stride);
+        view(b.dW_hh + c0 * H, c1 - c0, H).noalias() = dGh.transpose() * view(src.input, TN, H);
+        detail::sum_rows(dGh, view(b.db_hh + c0, 1, c1 - c0));
+        c0 = c1;
       }
     }
     // dx = dG W_ih
