@@ -55,17 +55,18 @@ inline void packets(Index w, const S* const (&in)[NI], S* const (&out)[NO], cons
     for (int k = 0; k < NO; ++k) ei::pstoreu(out[k] + u, y[k]);
   }
   if (u < w) {
-    alignas(64) S t[L] = {};
+    // element by element over a fixed L (short loops a compiler would otherwise turn into memcpy calls);
+    // every input is staged before the first packet load, so the loads do not wait on the scalar stores
+    alignas(64) S t[NI > NO ? NI : NO][L];
     const Index n = w - u;
-    for (int k = 0; k < NI; ++k) {
-      for (Index j = 0; j < n; ++j) t[j] = in[k][u + j];
-      x[k] = ei::pload<P>(t);
-    }
+    for (int k = 0; k < NI; ++k)
+      for (Index j = 0; j < L; ++j) t[k][j] = j < n ? in[k][u + j] : S(0);
+    for (int k = 0; k < NI; ++k) x[k] = ei::pload<P>(t[k]);
     f(x, y);
-    for (int k = 0; k < NO; ++k) {
-      ei::pstore(t, y[k]);
-      for (Index j = 0; j < n; ++j) out[k][u + j] = t[j];
-    }
+    for (int k = 0; k < NO; ++k) ei::pstore(t[k], y[k]);
+    for (int k = 0; k < NO; ++k)
+      for (Index j = 0; j < L; ++j)
+        if (j < n) out[k][u + j] = t[k][j];
   }
 }
 
