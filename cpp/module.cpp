@@ -56,6 +56,16 @@ PYBIND11_MODULE(RNNKIT_MODULE_NAME, m) {
       py::arg("rows") = py::none(),
       "Calls with at least this many T*N rows pack W_hh once per call (for tests: both paths). Returns the "
       "previous value; None only reads it.");
+  m.def(
+      "_split_small_calls",
+      [](py::object flag) {
+        const bool previous = rnnkit::split_small_calls().load();
+        if (!flag.is_none()) rnnkit::split_small_calls().store(py::cast<bool>(flag));
+        return previous;
+      },
+      py::arg("flag") = py::none(),
+      "Whether calls too small to repay threads use them anyway (for tests of the multi-threaded paths). "
+      "Returns the previous value; None only reads it.");
   m.def("build_info", []() {
     py::dict d;
     d["compiler"] = RNNKIT_COMPILER;

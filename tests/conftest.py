@@ -1,3 +1,5 @@
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -11,12 +13,24 @@ def threads(request):
     """Run the test with rnnkit's kernels on 1 and on 2 threads; restores the previous setting."""
     import rnnkit
 
-    previous = rnnkit.get_num_threads()
-    rnnkit.set_num_threads(request.param)
-    try:
+    with rnnkit_threads(request.param):
         yield request.param
+
+
+@contextlib.contextmanager
+def rnnkit_threads(n):
+    """rnnkit's kernels on n threads, even for problems too small to be worth it (so that tests of small
+    problems cover the multi-threaded paths); restores both settings."""
+    import rnnkit
+    from rnnkit import _isa
+
+    previous, split = rnnkit.get_num_threads(), _isa.current._split_small_calls(n > 1)
+    rnnkit.set_num_threads(n)
+    try:
+        yield
     finally:
         rnnkit.set_num_threads(previous)
+        _isa.current._split_small_calls(split)
 
 
 @pytest.fixture(params=["packed", "in_place"], ids=lambda p: f"W_hh_{p}")

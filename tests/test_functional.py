@@ -21,6 +21,7 @@ import pytest
 import rnnkit
 import rnnkit.functional as F
 import rnnkit.reference as ref
+from conftest import rnnkit_threads
 
 
 # --------------------------------------------------------------------------------------------------
@@ -187,12 +188,8 @@ def assert_same(actual, expected, what):
 
 @contextlib.contextmanager
 def num_threads(n):
-    previous = rnnkit.get_num_threads()
-    rnnkit.set_num_threads(n)
-    try:
+    with rnnkit_threads(n):
         yield
-    finally:
-        rnnkit.set_num_threads(previous)
 
 
 def check_against_reference(cell, problem, reverse):

@@ -56,10 +56,17 @@ inline void barrier(int nt) {
 #endif
 }
 
+// Whether small calls still use every thread (for tests of the multi-threaded paths on small problems).
+inline std::atomic<bool>& split_small_calls() {
+  static std::atomic<bool> split{false};
+  return split;
+}
+
 // The threads worth starting for `flops` of work: a parallel region costs microseconds
 // (far more when the machine is busy), so small calls run on the calling thread.
 inline int threads_for(double flops, int requested) {
   constexpr double min_flops_per_thread = 4e6;
+  if (split_small_calls()) return std::max(1, requested);
   return static_cast<int>(std::max(1.0, std::min<double>(requested, flops / min_flops_per_thread)));
 }
 
