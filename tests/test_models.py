@@ -225,6 +225,28 @@ def test_fit_options_history_and_callbacks(rng):
     assert isinstance(model.train_on_batch(x[:4], y[:4]), list)
 
 
+@pytest.mark.parametrize("wrap", [False, True], ids=["lstm", "bidirectional"])
+def test_predict_and_evaluate_keep_no_cache(wrap, rng):
+    # predict / evaluate run the recurrent kernels without a cache (nothing is kept for a backward pass),
+    # with the same outputs as a forward call that keeps one
+    x = rng.standard_normal((6, 7, 2)).astype(np.float32)
+    lstm = LSTM(5, return_sequences=True)
+    model = Sequential([Bidirectional(lstm) if wrap else lstm, Dense(1)])
+    model.build((None, 7, 2))
+    model.compile("sgd", "mse")
+    kept = model(x)
+    recurrent = model.layers[0].forward_layer if wrap else model.layers[0]
+    assert recurrent._context is not None
+    np.testing.assert_allclose(model.predict(x), kept, rtol=1e-5, atol=1e-6)
+    assert recurrent._context is None
+    model.evaluate(x, np.zeros((6, 7, 1), np.float32))
+    assert recurrent._context is None
+    with pytest.raises(RuntimeError, match="backward"):
+        recurrent.backward(np.zeros((6, 7, 5), np.float32))
+    model.train_on_batch(x, np.zeros((6, 7, 1), np.float32))  # training keeps its cache again
+    assert recurrent._context is not None
+
+
 def test_fit_progress_output(rng, capsys):
     model = _small_model()
     model.compile("sgd", "mse")

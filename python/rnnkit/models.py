@@ -17,6 +17,7 @@ from . import callbacks as callbacks_module
 from . import layers as layers_module
 from . import losses, metrics as metrics_module, optimizers
 from .layers import Bidirectional, Embedding, Layer, Recurrent
+from .layers.base import no_backward
 from .random import generator
 
 __all__ = ["Sequential"]
@@ -318,7 +319,9 @@ class Sequential:
         totals = {}
         for start in range(0, x.shape[0], batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            logs, _ = self._loss_and_metrics(yb, *self._forward(xb, training=False))
+            with no_backward():
+                y_pred, mask = self._forward(xb, training=False)
+            logs, _ = self._loss_and_metrics(yb, y_pred, mask)
             for k, v in logs.items():
                 totals[k] = totals.get(k, 0.0) + v * xb.shape[0]
         return {k: v / x.shape[0] for k, v in totals.items()}
@@ -336,8 +339,9 @@ class Sequential:
         """The model's output for x, computed ``batch_size`` samples at a time (bounded memory)."""
         x = self._check_x(x)
         batch_size = _positive_int("batch_size", batch_size)
-        out = [self._forward(x[start:start + batch_size], training=False)[0]
-               for start in range(0, x.shape[0], batch_size)]
+        with no_backward():
+            out = [self._forward(x[start:start + batch_size], training=False)[0]
+                   for start in range(0, x.shape[0], batch_size)]
         return np.concatenate(out) if out else np.zeros((0, *self._output_shape()[1:]), self.layers[-1].dtype)
 
     def __call__(self, x, training=False):

@@ -11,6 +11,8 @@ Masks are boolean ``[N, T]`` arrays, True where a step holds data. rnnkit's kern
 from __future__ import annotations
 
 import collections
+import contextlib
+import contextvars
 import re
 
 import numpy as np
@@ -22,6 +24,25 @@ __all__ = ["Layer", "mask_to_lengths"]
 _FLOAT_DTYPES = ("float32", "float64")
 _name_counts = collections.Counter()  # Keras-style default names: lstm, lstm_1, lstm_2, ...
 
+
+
+_NO_BACKWARD = contextvars.ContextVar("rnnkit_no_backward", default=False)
+
+
+@contextlib.contextmanager
+def no_backward():
+    """Forward calls inside this block keep nothing for a backward pass (``Sequential.predict`` and
+    ``evaluate`` use it): the recurrent kernels then run without a cache, in less memory."""
+    token = _NO_BACKWARD.set(True)
+    try:
+        yield
+    finally:
+        _NO_BACKWARD.reset(token)
+
+
+def backward_possible():
+    """False inside ``no_backward()``."""
+    return not _NO_BACKWARD.get()
 
 def mask_to_lengths(mask):
     """lengths: [N] int64 from a right-padded prefix mask: [N, T] bool; ValueError for any other mask."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import functional, initializers
 from .. import random as _random
-from .base import Layer, get_initializer, mask_to_lengths
+from .base import Layer, backward_possible, get_initializer, mask_to_lengths
 
 __all__ = ["Recurrent", "SimpleRNN", "LSTM", "GRU", "dropout_mask", "reverse_steps"]
 
@@ -122,7 +122,8 @@ class Recurrent(Layer):
             if training and self.recurrent_dropout else None
         states0 = self._initial_states(initial_state, N)
 
-        kw = dict(lengths=lengths, reverse=self.go_backwards, **self._kernel_options())
+        keep = backward_possible()
+        kw = dict(lengths=lengths, reverse=self.go_backwards, return_cache=keep, **self._kernel_options())
         if rec_mask is not None:
             kw["recurrent_mask"] = rec_mask
         if self.n_states == 2:
@@ -132,7 +133,7 @@ class Recurrent(Layer):
         y_t, states, cache = out[0], list(out[1:-1]), out[-1]  # y_t: [T, N, H]
         if self.stateful:
             self.states = states
-        self._context = (cache, in_mask, lengths, y_t.shape)
+        self._context = (cache, in_mask, lengths, y_t.shape) if keep else None
 
         if self.return_sequences:
             output = y_t.transpose(1, 0, 2)  # [N, T, H] (a view: the next layer's transpose undoes it)
