@@ -270,17 +270,20 @@ def test_one_and_two_threads_agree(cell, reverse, lengths, dtype, rng):
     assert_all_close(two, one, THREAD_TOL[np.dtype(dtype)])
 
 
+@pytest.mark.parametrize("size", [dict(T=9, N=12, C=8, H=40), dict(T=3, N=4, C=600, H=600)], ids=["fused", "wide"])
 @pytest.mark.parametrize("with_mask", [False, True], ids=["no_mask", "mask"])
 @pytest.mark.parametrize("lengths", ["none", "with_zero"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("cell", CELL_PARAMS)
-def test_inference_without_cache_gives_the_same_outputs(cell, reverse, lengths, with_mask, threads, rng):
-    # return_cache=False runs the input projection a chunk of steps at a time (about 1 MiB of gates:
-    # here 64 rows x 3-4 gates x 256 units, so chunks of 4-5 steps) and keeps two steps of state.
-    inputs, _ = make_problem(rng, cell, np.float32, T=13, N=64, C=8, H=256, lengths=lengths, with_h0=True)
+def test_inference_without_cache_gives_the_same_outputs(cell, reverse, lengths, with_mask, size, threads,
+                                                        product_path, rng):
+    # return_cache=False keeps two steps of state. "fused": each step's input is projected inside the time
+    # loop, each thread for its own units; "wide" (a thread's share of the weights beyond 1 MiB): all steps
+    # are projected at once, as the cached forward does.
+    inputs, _ = make_problem(rng, cell, np.float32, **size, lengths=lengths, with_h0=True)
     extra = dict(cell.options)
     if with_mask:
-        extra["recurrent_mask"] = (rng.random((64, 256)) > 0.3).astype(np.float32) / 0.7
+        extra["recurrent_mask"] = (rng.random((size["N"], size["H"])) > 0.3).astype(np.float32) / 0.7
     fn = getattr(F, f"{cell.kind}_forward")
     kept = fn(**inputs, reverse=reverse, **extra)
     light = fn(**inputs, reverse=reverse, return_cache=False, **extra)

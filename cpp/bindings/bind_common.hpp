@@ -210,10 +210,12 @@ py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W
     if (b.recurrent_mask) b.h_rec = array("h_rec", {T, N, H});
     cache = arrays;
   } else {
-    b.chunk = inference_chunk<S>(T, N, GH);
+    b.inference = true;
     const Index NH = N * H;
-    b.gates = scratch<S>(static_cast<size_t>(b.chunk * N * GH + 5 * NH));
-    b.h_prev = b.gates + b.chunk * N * GH;
+    const Index gates = fuse_projection<S>(Cell::G, H, d.C, get_num_threads()) ? 0 : T * N * GH;
+    b.gates = scratch<S>(static_cast<size_t>(gates + 5 * NH));
+    b.h_prev = b.gates + gates;
+    if (!gates) b.gates = nullptr;
     b.h_rec = b.h_prev + 2 * NH;
     b.aux = b.h_rec + 2 * NH;
   }

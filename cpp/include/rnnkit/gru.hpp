@@ -34,12 +34,12 @@ struct GruCell {
     if (reset_after) {
       s.rows([](auto& r) {
         namespace ei = Eigen::internal;
-        const Index H = r.H, ws = r.ws;
+        const Index H = r.H, gs = r.gs, ws = r.ws;
         auto* a = r.gates;
         const auto* q = r.rec;
         // in: pre-activations r z n, their W_hn products, b_hn, h_prev; out: r z n, aux, h_t
-        detail::packets<8, 5>(r.w, {a, a + H, a + 2 * H, q, q + ws, q + 2 * ws, r.b_hh + 2 * H, r.h_prev},
-                              {a, a + H, a + 2 * H, r.aux, r.h_t}, [](const auto* x, auto* y) {
+        detail::packets<8, 5>(r.w, {a, a + gs, a + 2 * gs, q, q + ws, q + 2 * ws, r.b_hh + 2 * H, r.h_prev},
+                              {a, a + gs, a + 2 * gs, r.aux, r.h_t}, [](const auto* x, auto* y) {
                                 const auto rg = detail::psigmoid(ei::padd(x[0], x[3]));
                                 const auto z = detail::psigmoid(ei::padd(x[1], x[4]));
                                 // aux = W_hn h_rec + b_hn; n = tanh(W_in x_t + b_in + r * aux)
@@ -54,9 +54,9 @@ struct GruCell {
     }
     // reset gate before the product: aux = r * h_rec, then n once every unit's aux is known
     s.rows([](auto& r) {
-      const Index H = r.H, w = r.w;
+      const Index w = r.w;
       for (int k = 0; k < 2; ++k) {
-        auto a = view(r.gates + k * H, 1, w);
+        auto a = view(r.gates + k * r.gs, 1, w);
         a += view(r.rec + k * r.ws, 1, w);
         sigmoid_inplace(a);
       }
@@ -67,10 +67,10 @@ struct GruCell {
     s.product(s.aux_rows, 2, 3);
     s.rows([](auto& r) {
       const Index w = r.w;
-      auto n = view(r.gates + 2 * r.H, 1, w);
+      auto n = view(r.gates + 2 * r.gs, 1, w);
       n += view(r.rec + 2 * r.ws, 1, w);
       tanh_inplace(n);
-      const auto z = view(r.gates + r.H, 1, w).array();
+      const auto z = view(r.gates + r.gs, 1, w).array();
       view(r.h_t, 1, w).array() = n.array() + z * (view(r.h_prev, 1, w).array() - n.array());
     });
   }

@@ -25,12 +25,12 @@ struct LstmCell {
     s.product(s.h_rec_rows, 0, 4);
     s.rows([](auto& r) {
       namespace ei = Eigen::internal;
-      const Index H = r.H, ws = r.ws;
+      const Index gs = r.gs, ws = r.ws;
       auto* a = r.gates;
       const auto* q = r.rec;
       // in: pre-activations i f g o, their W_hh products, c_prev; out: i f g o, aux = c_prev, c_t, h_t
-      detail::packets<9, 7>(r.w, {a, a + H, a + 2 * H, a + 3 * H, q, q + ws, q + 2 * ws, q + 3 * ws, r.c_prev},
-                            {a, a + H, a + 2 * H, a + 3 * H, r.aux, r.c_t, r.h_t}, [](const auto* x, auto* y) {
+      detail::packets<9, 7>(r.w, {a, a + gs, a + 2 * gs, a + 3 * gs, q, q + ws, q + 2 * ws, q + 3 * ws, r.c_prev},
+                            {a, a + gs, a + 2 * gs, a + 3 * gs, r.aux, r.c_t, r.h_t}, [](const auto* x, auto* y) {
                               const auto i = detail::psigmoid(ei::padd(x[0], x[4])), f = detail::psigmoid(ei::padd(x[1], x[5]));
                               const auto g = detail::ptanh(ei::padd(x[2], x[6])), o = detail::psigmoid(ei::padd(x[3], x[7]));
                               // c_t = f * c_prev + i * g; h_t = o * tanh(c_t)

@@ -40,10 +40,11 @@ struct Weights {
   const S* b_hh;  // [G*H]
 };
 
-// Buffers of one forward call, all owned by the caller. With chunk = 0 the call keeps a cache for
-// backward: h_prev, h_rec, aux and gates hold every step. With chunk > 0 (inference) they are small
-// working buffers: gates holds `chunk` steps (the input projection runs chunk by chunk), h_prev and
-// h_rec two steps, aux one.
+// Buffers of one forward call, all owned by the caller. Without `inference` the call keeps a cache for
+// backward: h_prev, h_rec, aux and gates hold every step. With it h_prev and h_rec hold two steps and
+// aux one; gates either holds every step's input projection, computed at once, or is null: then each
+// thread projects each step's input for its own units just before the step, so the gates never leave
+// its cache (worth it while a thread's share of W_ih and W_hh fits in its L2, see fuse_projection).
 template <class S>
 struct ForwardBuffers {
   const S* x;              // [T, N, C]
@@ -59,17 +60,8 @@ struct ForwardBuffers {
   S* h_rec;   // [T, N, H] cache: h_prev * recurrent_mask; only with a recurrent_mask
   S* aux;     // [T, N, H] cache: the cell's own record; cells with has_aux()
   S* gates;   // [T, N, G*H] cache: activated gates
-  Index chunk = 0;
+  bool inference = false;
 };
-
-// Steps of input projection an inference call keeps at once: about 1 MiB of gates, and at least 512
-// rows, so that the product's packing of W_ih stays small next to its arithmetic.
-template <class S>
-inline Index inference_chunk(Index T, Index N, Index GH) {
-  const Index per_step = std::max<Index>(1, N * GH * static_cast<Index>(sizeof(S)));
-  const Index steps = std::max((Index(1) << 20) / per_step, (512 + N - 1) / std::max<Index>(N, 1));
-  return std::max<Index>(1, std::min<Index>(T, steps));
-}
 
 // Buffers of one backward call, all owned by the caller.
 template <class S>
@@ -106,9 +98,18 @@ inline std::atomic<Index>& pack_threshold() {
 // One batch row of one forward step over a thread's hidden units [j0, j0 + w). Pointers into rows of
 // G*H values point at unit j0 of gate 0 (gate k lies k*H further on); `rec` holds the step's W_hh
 // products for these units, gate k at k*ws.
+// Inference projects each step's input inside the time loop when a thread's share of W_ih and W_hh
+// stays in its cache (1 MiB); beyond that, one product over all steps reads W_ih once instead of T times
+// (measured: the GRU at C=512, H=1024 loses 6% fused).
+template <class S>
+inline bool fuse_projection(Index G, Index H, Index C, int threads) {
+  return static_cast<double>(G) * H * (C + H) * sizeof(S) / std::max(1, threads) <= double(1 << 20);
+}
+
 template <class S>
 struct RowF {
   Index H, w, ws;
+  Index gs;          // gate k of `gates` at gates + k * gs (H in the cache; ws in inference's own buffer)
   S* gates;          // in: input projection + folded bias; out: activated gates
   const S* rec;      // the W_hh products the cell asked for
   const S* b_hh;
@@ -205,27 +206,28 @@ struct RowOrder {
 // One thread's columns of W_hh for the step products, packed once per call or read in place.
 //   forward:  rec[r, k*ws + u] = sum_i A(r, i) W_hh(k*H + j0 + u, i)        (A = h_rec or the cell's aux)
 //   backward: rec[r, u] (+)= sum_{k, i} A(r, k*H + i) W_hh(k*H + i, j0 + u)   (A = the gate gradients)
+//   (forward also serves W_ih [G*H, C] for inference, which projects each step's input the same way: K = C)
 template <class S>
 class RecurrentSlice {
  public:
-  RecurrentSlice(const S* W_hh, int G, Index H, Index j0, Index w, bool packed, bool backward)
-      : W_(W_hh), H_(H), j0_(j0), w_(w), ws_(round_up(w, PackTraits<S>::NR)), packed_(packed) {
+  RecurrentSlice(const S* W, int G, Index H, Index j0, Index w, bool packed, bool backward, Index K = -1)
+      : W_(W), H_(H), K_(K < 0 ? H : K), j0_(j0), w_(w), ws_(round_up(w, PackTraits<S>::NR)), packed_(packed) {
     if (!packed) return;
     if (backward)
-      B_.pack(G * H, ws_, [&](Index k, Index u) { return u < w ? W_hh[k * H + j0 + u] : S(0); });
+      B_.pack(G * H, ws_, [&](Index k, Index u) { return u < w ? W[k * H + j0 + u] : S(0); });
     else
-      B_.pack(H, G * ws_, [&](Index i, Index c) {
+      B_.pack(K_, G * ws_, [&](Index i, Index c) {
         const Index g = c / ws_, u = c % ws_;
-        return u < w ? W_hh[(g * H + j0 + u) * H + i] : S(0);
+        return u < w ? W[(g * H + j0 + u) * K_ + i] : S(0);
       });
   }
   Index ws() const { return ws_; }
 
-  // rec[r, g0*ws : g1*ws) for rows a[r] of H values.
+  // rec[r, g0*ws : g1*ws) for rows a[r] of K values.
   void forward(Index m, const S* const* a, int g0, int g1, S* rec, Index ld) const {
-    if (packed_) return packed_product(m, a, B_, 0, H_, g0 * ws_, g1 * ws_, rec, ld, false);
+    if (packed_) return packed_product(m, a, B_, 0, K_, g0 * ws_, g1 * ws_, rec, ld, false);
     for (Index r = 0; r < m; ++r)
-      for (int g = g0; g < g1; ++g) detail::dot_rows(a[r], W_ + (g * H_ + j0_) * H_, H_, w_, H_, rec + r * ld + g * ws_);
+      for (int g = g0; g < g1; ++g) detail::dot_rows(a[r], W_ + (g * H_ + j0_) * K_, K_, w_, K_, rec + r * ld + g * ws_);
   }
   // rec[r, 0 : ws) (+)= rows a[r] (starting at gate k0) over gates [k0, k1).
   void backward(Index m, const S* const* a, int k0, int k1, S* rec, Index ld, bool accumulate) const {
@@ -236,7 +238,7 @@ class RecurrentSlice {
 
  private:
   const S* W_;
-  Index H_, j0_, w_, ws_;
+  Index H_, K_, j0_, w_, ws_;
   bool packed_;
   PackedB<S> B_;
 };
@@ -253,7 +255,9 @@ struct ForwardStep {
   std::vector<const S*>& a_rows;
   S* rec;                 // [m, G*ws]
   RowF<S> proto;          // pointers of row 0 / position 0; rows() offsets them
-  S* gates_time;          // gates [N, G*H] at unit j0
+  S* gates_time;          // gates [N, G*H] at unit j0 (rows by batch row), or inference's [m, ld] (by position)
+  Index gates_ld;
+  bool gates_by_position;
   S* aux_t;               // aux [N, H] at unit j0
   const S* h_in;          // [N, H] at unit j0
   const S* h_rec;         // [N, H] at unit j0
@@ -272,7 +276,7 @@ struct ForwardStep {
     for (Index i = 0; i < m; ++i) {
       const Index n = order[i];
       RowF<S> r = proto;
-      r.gates = gates_time + n * G * H;
+      r.gates = gates_time + (gates_by_position ? i : n) * gates_ld;
       r.rec = rec + i * G * ws;
       r.aux = aux_t ? aux_t + n * H : nullptr;
       r.h_prev = h_in + n * H;
@@ -344,43 +348,38 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
   cell.input_bias(w.b_ih, w.b_hh, H, bias.data());
   const auto W_ih = view(w.W_ih, GH, C);
   auto time = [&](Index s) { return b.reverse ? T - 1 - s : s; };
-  const bool keep = b.chunk == 0;  // a cache for backward, or inference with small buffers
-  const Index Tc = keep ? T : b.chunk;
-  // where step s reads: the state entering it (after the last step: h_n), its h_rec, aux and gates
+  const bool keep = !b.inference;  // a cache for backward, or inference with small buffers
+  const bool fused = b.inference && !b.gates;  // each step projects its own input (see ForwardBuffers)
+  // where step s reads: the state entering it (after the last step: h_n), its h_rec and aux
   auto h_slot = [&](Index s) { return s >= T ? b.h_n : b.h_prev + (keep ? time(s) : s % 2) * N * H; };
   auto rec_slot = [&](Index s) { return b.h_rec + (keep ? time(s) : s % 2) * N * H; };
   auto aux_slot = [&](Index s) { return cell.has_aux() ? b.aux + (keep ? time(s) : 0) * N * H : nullptr; };
-  // the first time of step s's chunk of projections (inference)
-  auto chunk_t0 = [&](Index s) {
-    const Index s0 = s / Tc * Tc, s1 = std::min(T, s0 + Tc);
-    return b.reverse ? T - s1 : s0;
-  };
-  auto gates_slot = [&](Index s) { return b.gates + (keep ? time(s) : time(s) - chunk_t0(s)) * N * GH; };
 
   parallel(nthreads, [&](int tid, int nt) {
-    // gates = x W_ih^T + bias for steps [t0, t0 + steps), into dst: one product split over rows, or
-    // for a short call (a streaming step) dot products split over gate columns
-    auto project = [&](Index t0, Index steps, S* dst) {
-      if (!packed) {
-        auto [c0, c1] = share(GH, tid, nt);
-        for (Index i = 0; i < steps * N; ++i) {
-          detail::dot_rows(b.x + (t0 * N + i) * C, w.W_ih + c0 * C, C, c1 - c0, C, dst + i * GH + c0);
-          view(dst + i * GH + c0, 1, c1 - c0) += bias.segment(c0, c1 - c0);
-        }
-        return;
+    // gates = x W_ih^T + bias for every step at once (the cache): one product split over rows, or for a
+    // short call (a streaming step) dot products split over gate columns
+    if (!fused && !packed) {
+      auto [c0, c1] = share(GH, tid, nt);
+      for (Index i = 0; i < TN; ++i) {
+        detail::dot_rows(b.x + i * C, w.W_ih + c0 * C, C, c1 - c0, C, b.gates + i * GH + c0);
+        view(b.gates + i * GH + c0, 1, c1 - c0) += bias.segment(c0, c1 - c0);
       }
-      auto [i0, i1] = share(steps * N, tid, nt);
-      auto g = view(dst + i0 * GH, i1 - i0, GH);
-      g.noalias() = view(b.x + (t0 * N + i0) * C, i1 - i0, C) * W_ih.transpose();
+    } else if (!fused) {
+      auto [i0, i1] = share(TN, tid, nt);
+      auto g = view(b.gates + i0 * GH, i1 - i0, GH);
+      g.noalias() = view(b.x + i0 * C, i1 - i0, C) * W_ih.transpose();
       g.rowwise() += bias;
-    };
-    if (keep) project(0, T, b.gates);  // every step at once
+    }
     // this thread's hidden units
     const auto slice = share(H, tid, nt);
     const Index j0 = slice.first, j1 = slice.second;
     const Index wu = j1 - j0;
     const RecurrentSlice<S> W(w.W_hh, G, H, j0, wu, packed, false);
     const Index ws = W.ws();
+    // inference: this thread's columns of W_ih too, and its units' gates of one step
+    const RecurrentSlice<S> Wx(fused ? w.W_ih : nullptr, G, H, j0, wu, packed && fused, false, C);
+    std::vector<S> x_gates(fused ? static_cast<size_t>(N * G * ws) : 0);
+    std::vector<const S*> x_rows(fused ? static_cast<size_t>(N) : 0);
     std::vector<S> rec(static_cast<size_t>(N * G * ws)), c_a(Cell::has_c ? N * wu : 0), c_b(c_a.size());
     std::vector<const S*> a_rows(static_cast<size_t>(N));
     S *c_in = c_a.data(), *c_out = c_b.data();
@@ -406,21 +405,24 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
     barrier(nt);
 
     for (Index s = 0; s < T; ++s) {
-      if (!keep && s % Tc == 0) {
-        const Index t0 = chunk_t0(s);
-        project(t0, std::min(T, s / Tc * Tc + Tc) - s / Tc * Tc, b.gates);
-        barrier(nt);
-      }
       const Index t = time(s), m = order.active[t];
       const S* h_in = h_slot(s);
       S* h_out = h_slot(s + 1);
       const S* h_rec = mask ? rec_slot(s) : h_in;
       S* aux_t = aux_slot(s);
-      S* gates_t = gates_slot(s);
+      // the step's input projection: the cache's row, or (inference) computed here for this thread's units
+      S* gates_t = fused ? x_gates.data() : b.gates + t * N * GH + j0;
+      const Index gates_ld = fused ? G * ws : GH;
+      if (fused && m > 0) {
+        for (Index i = 0; i < m; ++i) x_rows[i] = b.x + (t * N + order.rows[i]) * C;
+        Wx.forward(m, x_rows.data(), 0, G, gates_t, gates_ld);
+        for (Index i = 0; i < m; ++i)
+          for (Index k = 0; k < G; ++k) view(gates_t + i * gates_ld + k * ws, 1, wu) += bias.segment(k * H + j0, wu);
+      }
       if (m > 0) {
         ForwardStep<S> step{H,     wu,        ws,       m,        N,           nt,  order.rows, W, h_rec,
-                            aux_t, a_rows,    rec.data(), RowF<S>{H, wu, ws, nullptr, nullptr, w.b_hh + j0},
-                            gates_t + j0, aux_t ? aux_t + j0 : nullptr, h_in + j0, h_rec + j0,
+                            aux_t, a_rows,    rec.data(), RowF<S>{H, wu, ws, fused ? ws : H, nullptr, nullptr, w.b_hh + j0},
+                            gates_t, gates_ld, fused, aux_t ? aux_t + j0 : nullptr, h_in + j0, h_rec + j0,
                             c_in, h_out + j0, c_out, G};
         cell.forward_step(step);
       }
@@ -435,7 +437,8 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
         units(h_out, n, H) = units(h_in, n, H);
         if (Cell::has_c) view(c_out + n * wu, 1, wu) = view(c_in + n * wu, 1, wu);
         units(y_t, n, H).setZero();
-        for (Index k = 0; k < G; ++k) units(gates_t + k * H, n, GH).setZero();
+        if (!fused)
+          for (Index k = 0; k < G; ++k) view(gates_t + n * GH + k * H, 1, wu).setZero();
         if (aux_t) units(aux_t, n, H).setZero();
       }
       set_rec(s + 1);
