@@ -13,7 +13,8 @@
 // Everything else (projections, masking, threads, weight gradients) lives here.
 //
 // Design for speed: the input projection of all steps is one matrix product before the
-// loop and the weight gradients are matrix products after it. Inside the loop, threads
+// loop (inference with small weights projects each step inside it instead, see ForwardBuffers) and
+// the weight gradients are matrix products after it. Inside the loop, threads
 // split the hidden units: each packs its own columns of W_hh once (packed.hpp) and keeps
 // them in its cache for the whole sequence, and one barrier per step publishes the new
 // state. Batch rows run longest sequence first, so a step computes only the rows still
