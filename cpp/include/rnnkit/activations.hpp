@@ -2,7 +2,7 @@
 // of the activation's output y, which is what the forward pass caches).
 //
 // The nonlinearities are evaluated through SIMD packets only, the last partial
-// packet through a padded temporary: Eigen's own expressions peel scalar
+// packet through masked loads and stores or a padded temporary: Eigen's own expressions peel scalar
 // iterations up to an aligned address, and its scalar and packet logistic/tanh
 // round differently, which would make results depend on where buffers happen to
 // sit in memory. This way every element takes the same path on every call.
@@ -13,6 +13,20 @@
 namespace rnnkit {
 
 namespace detail {
+
+// Whether P has masked loads and stores (AVX and AVX-512 float): a partial packet is then read and
+// written in place, its missing lanes read as zeros and left unwritten.
+template <class P>
+constexpr bool has_masked() {
+  using T = Eigen::internal::unpacket_traits<P>;
+  return T::masked_load_available && T::masked_store_available;
+}
+// The mask of a packet's first n lanes.
+template <class P>
+inline typename Eigen::internal::unpacket_traits<P>::mask_t tail_mask(Index n) {
+  using M = typename Eigen::internal::unpacket_traits<P>::mask_t;
+  return static_cast<M>((std::uint32_t(1) << n) - 1);
+}
 
 // a = op(a) over the rows x cols block at p with row stride `stride`.
 template <class Op, class S>
@@ -26,10 +40,15 @@ inline void apply_rows(S* p, Index rows, Index cols, Index stride, const Op& op)
       Index i = 0;
       for (; i + L <= cols; i += L) ei::pstoreu(row + i, op.packetOp(ei::ploadu<P>(row + i)));
       if (i < cols) {
-        alignas(64) S tail[L] = {};
-        for (Index k = i; k < cols; ++k) tail[k - i] = row[k];
-        ei::pstore(tail, op.packetOp(ei::pload<P>(tail)));
-        for (Index k = i; k < cols; ++k) row[k] = tail[k - i];
+        if constexpr (has_masked<P>()) {
+          const auto mask = tail_mask<P>(cols - i);
+          ei::pstoreu(row + i, op.packetOp(ei::ploadu<P>(row + i, mask)), mask);
+        } else {
+          alignas(64) S tail[L] = {};
+          for (Index k = i; k < cols; ++k) tail[k - i] = row[k];
+          ei::pstore(tail, op.packetOp(ei::pload<P>(tail)));
+          for (Index k = i; k < cols; ++k) row[k] = tail[k - i];
+        }
       }
     }
   } else {
@@ -39,8 +58,9 @@ inline void apply_rows(S* p, Index rows, Index cols, Index stride, const Op& op)
 }
 
 // A fused elementwise loop over w elements: f(x, y) maps NI input packets to NO output packets, read
-// from in[k] + u and written to out[k] + u. The last partial packet goes through zero-padded
-// temporaries, so every element takes the same path whatever w and the buffers' alignment are.
+// from in[k] + u and written to out[k] + u. The last partial packet goes through masked loads and
+// stores where the instruction set has them, else through zero-padded temporaries: either way its
+// missing lanes are zeros, so every element takes the same path whatever w and the buffers' alignment are.
 // Outputs may alias inputs (each packet is loaded before it is stored).
 template <int NI, int NO, class S, class F>
 inline void packets(Index w, const S* const (&in)[NI], S* const (&out)[NO], const F& f) {
@@ -55,6 +75,13 @@ inline void packets(Index w, const S* const (&in)[NI], S* const (&out)[NO], cons
     for (int k = 0; k < NO; ++k) ei::pstoreu(out[k] + u, y[k]);
   }
   if (u < w) {
+    if constexpr (has_masked<P>()) {
+      const auto mask = tail_mask<P>(w - u);
+      for (int k = 0; k < NI; ++k) x[k] = ei::ploadu<P>(in[k] + u, mask);
+      f(x, y);
+      for (int k = 0; k < NO; ++k) ei::pstoreu(out[k] + u, y[k], mask);
+      return;
+    }
     // element by element over a fixed L (short loops a compiler would otherwise turn into memcpy calls);
     // every input is staged before the first packet load, so the loads do not wait on the scalar stores
     alignas(64) S t[NI > NO ? NI : NO][L];

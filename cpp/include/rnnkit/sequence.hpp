@@ -466,7 +466,7 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
     // the recurrence: this thread's hidden units, every row
     {
       const auto slice = share(H, tid, nt);
-    const Index j0 = slice.first, j1 = slice.second;
+      const Index j0 = slice.first, j1 = slice.second;
       const Index wu = j1 - j0;
       const RecurrentSlice<S> W(w.W_hh, G, H, j0, wu, packed, true);
       const Index ws = W.ws();
