@@ -120,11 +120,11 @@ void packed_product(Index m, const S* const* a, const PackedB<S>& B, Index k0, I
 // whatever block of columns it falls in.
 namespace detail {
 
-// out[j] = dot(a, W row j) for j < n; W rows have K values at stride ldw. Rows go R at a time
+// out[j] (+)= dot(a, W row j) for j < n; W rows have K values at stride ldw. Rows go R at a time
 // (independent FMA chains), each row with its own single accumulator, so every element is the
 // same in-order sum whichever group its row falls in.
 template <int R, class S>
-inline void dot_rows_block(const S* a, const S* a_tail, const S* W, Index ldw, Index K, S* out) {
+inline void dot_rows_block(const S* a, const S* a_tail, const S* W, Index ldw, Index K, S* out, bool accumulate) {
   namespace ei = Eigen::internal;
   using P = typename PackTraits<S>::P;
   constexpr int L = PackTraits<S>::L;
@@ -143,18 +143,18 @@ inline void dot_rows_block(const S* a, const S* a_tail, const S* W, Index ldw, I
       acc[r] = ei::pmadd(ak, ei::pload<P>(w_tail), acc[r]);
     }
   }
-  for (int r = 0; r < R; ++r) out[r] = ei::predux(acc[r]);
+  for (int r = 0; r < R; ++r) out[r] = accumulate ? out[r] + ei::predux(acc[r]) : ei::predux(acc[r]);
 }
 
 template <class S>
-inline void dot_rows(const S* a, const S* W, Index ldw, Index n, Index K, S* out) {
+inline void dot_rows(const S* a, const S* W, Index ldw, Index n, Index K, S* out, bool accumulate = false) {
   constexpr int L = PackTraits<S>::L;
   const Index Kp = K / L * L;
   alignas(64) S a_tail[L] = {};
   for (Index k = Kp; k < K; ++k) a_tail[k - Kp] = a[k];
   Index j = 0;
-  for (; j + 8 <= n; j += 8) dot_rows_block<8>(a, a_tail, W + j * ldw, ldw, K, out + j);
-  for (; j < n; ++j) dot_rows_block<1>(a, a_tail, W + j * ldw, ldw, K, out + j);
+  for (; j + 8 <= n; j += 8) dot_rows_block<8>(a, a_tail, W + j * ldw, ldw, K, out + j, accumulate);
+  for (; j < n; ++j) dot_rows_block<1>(a, a_tail, W + j * ldw, ldw, K, out + j, accumulate);
 }
 
 // out[0:n) (+)= sum_k a[k] W(k, 0:n) for k < K; W rows at stride ldw.

@@ -224,11 +224,12 @@ class RecurrentSlice {
   }
   Index ws() const { return ws_; }
 
-  // rec[r, g0*ws : g1*ws) for rows a[r] of K values.
-  void forward(Index m, const S* const* a, int g0, int g1, S* rec, Index ld) const {
-    if (packed_) return packed_product(m, a, B_, 0, K_, g0 * ws_, g1 * ws_, rec, ld, false);
+  // rec[r, g0*ws : g1*ws) (+)= the products with rows a[r] of K values.
+  void forward(Index m, const S* const* a, int g0, int g1, S* rec, Index ld, bool accumulate = false) const {
+    if (packed_) return packed_product(m, a, B_, 0, K_, g0 * ws_, g1 * ws_, rec, ld, accumulate);
     for (Index r = 0; r < m; ++r)
-      for (int g = g0; g < g1; ++g) detail::dot_rows(a[r], W_ + (g * H_ + j0_) * K_, K_, w_, K_, rec + r * ld + g * ws_);
+      for (int g = g0; g < g1; ++g)
+        detail::dot_rows(a[r], W_ + (g * H_ + j0_) * K_, K_, w_, K_, rec + r * ld + g * ws_, accumulate);
   }
   // rec[r, 0 : ws) (+)= rows a[r] (starting at gate k0) over gates [k0, k1).
   void backward(Index m, const S* const* a, int k0, int k1, S* rec, Index ld, bool accumulate) const {
@@ -379,7 +380,9 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
     const Index ws = W.ws();
     // inference: this thread's columns of W_ih too, and its units' gates of one step
     const RecurrentSlice<S> Wx(fused ? w.W_ih : nullptr, G, H, j0, wu, packed && fused, false, C);
-    std::vector<S> x_gates(fused ? static_cast<size_t>(N * G * ws) : 0);
+    std::vector<S> x_gates(fused ? static_cast<size_t>(N * G * ws) : 0), x_bias(fused ? G * ws : 0);
+    for (Index k = 0; fused && k < G; ++k)
+      for (Index u = 0; u < wu; ++u) x_bias[k * ws + u] = bias[k * H + j0 + u];
     std::vector<const S*> x_rows(fused ? static_cast<size_t>(N) : 0);
     std::vector<S> rec(static_cast<size_t>(N * G * ws)), c_a(Cell::has_c ? N * wu : 0), c_b(c_a.size());
     std::vector<const S*> a_rows(static_cast<size_t>(N));
@@ -416,9 +419,8 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
       const Index gates_ld = fused ? G * ws : GH;
       if (fused && m > 0) {
         for (Index i = 0; i < m; ++i) x_rows[i] = b.x + (t * N + order.rows[i]) * C;
-        Wx.forward(m, x_rows.data(), 0, G, gates_t, gates_ld);
-        for (Index i = 0; i < m; ++i)
-          for (Index k = 0; k < G; ++k) view(gates_t + i * gates_ld + k * ws, 1, wu) += bias.segment(k * H + j0, wu);
+        for (Index i = 0; i < m; ++i) std::copy(x_bias.begin(), x_bias.end(), gates_t + i * gates_ld);
+        Wx.forward(m, x_rows.data(), 0, G, gates_t, gates_ld, true);
       }
       if (m > 0) {
         ForwardStep<S> step{H,     wu,        ws,       m,        N,           nt,  order.rows, W, h_rec,
