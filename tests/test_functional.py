@@ -341,6 +341,29 @@ def test_missing_state_gradients_equal_zeros(cell, mod, rng):
 
 @pytest.mark.parametrize("mod", [F, ref], ids=["functional", "reference"])
 @pytest.mark.parametrize("cell", CELL_PARAMS)
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_padding_values_never_reach_the_results(cell, mod, reverse, rng):
+    # Steps past a sequence's length never enter the computation: NaN or inf there must give the very same
+    # outputs and gradients as zero padding (dW_ih sums over every row; a padded one must not add 0 * NaN).
+    inputs, douts = make_problem(rng, cell, np.float32, **LARGE, lengths="mixed")
+    T = inputs["x"].shape[0]
+    padded = np.arange(T)[:, None] >= inputs["lengths"][None, :]
+    assert padded.any() and not padded.all()
+    results = []
+    for fill in (0.0, np.nan, -np.inf):
+        x = inputs["x"].copy()
+        x[padded] = fill
+        out, cache = forward(mod, cell, **{**inputs, "x": x}, reverse=reverse)
+        results.append({**out, **backward(mod, cell, cache, **douts)})
+    zeros = results[0]
+    for fill, other in zip(("nan", "-inf"), results[1:]):
+        for name in zeros:
+            assert np.isfinite(other[name]).all(), f"{fill} padding: {name} is not finite"
+            np.testing.assert_array_equal(other[name], zeros[name], err_msg=f"{fill} padding: {name}")
+
+
+@pytest.mark.parametrize("mod", [F, ref], ids=["functional", "reference"])
+@pytest.mark.parametrize("cell", CELL_PARAMS)
 def test_backward_twice_gives_the_same_result(cell, mod, rng):
     inputs, douts = make_problem(rng, cell, np.float32, **SMALL, lengths="mixed")
     _, cache = forward(mod, cell, reverse=True, **inputs)

@@ -177,7 +177,8 @@ def _forward_loop(step, x, states, valid, reverse):
     saved = [None] * T
     for t in _time_order(T, reverse):
         m = valid[t][:, None]  # [N, 1]
-        new_states, saved[t] = step(x[t], states)
+        # a padded step's input never enters the computation, whatever it holds
+        new_states, saved[t] = step(np.where(m, x[t], 0), states)
         # y_t = h_t at a valid step, 0 at an invalid one
         y[t] = np.where(m, new_states[0], 0)
         # at an invalid step the state is left unchanged
@@ -201,7 +202,8 @@ def _backward_loop(step_backward, cache, dy, dstates):
         dstates = (dstates[0] + np.where(m, dy[t], 0),) + dstates[1:]
         # only a valid step ran the cell ...
         dnew = tuple(np.where(m, d, 0) for d in dstates)
-        dx[t], dprev, dw = step_backward(x[t], cache.steps[t], dnew)
+        # ... on its own input (a padded step's input is read as zeros, as in the forward)
+        dx[t], dprev, dw = step_backward(np.where(m, x[t], 0), cache.steps[t], dnew)
         for total, g in zip(dweights, dw):
             total += g
         # ... an invalid step passed the state through unchanged

@@ -166,6 +166,22 @@ inline void sum_rows(const A& a, Out out) {
   for (Index r = 0; r < a.rows(); ++r) out += a.row(r);
 }
 
+// x [T, N, C] with the padded steps (t >= lengths[n]) read as zeros, in `own` if any of them is not
+// finite (padding never enters the computation, but a weight gradient summing 0 * x over every row would
+// turn it into NaN); else x itself.
+template <class S>
+inline const S* finite_padding(const S* x, const int64_t* lengths, Index T, Index N, Index C, std::vector<S>& own) {
+  if (!lengths) return x;
+  bool finite = true;
+  for (Index n = 0; n < N && finite; ++n)
+    for (Index t = lengths[n]; t < T && finite; ++t) finite = view(x + (t * N + n) * C, 1, C).allFinite();
+  if (finite) return x;
+  own.assign(x, x + T * N * C);
+  for (Index n = 0; n < N; ++n)
+    for (Index t = lengths[n]; t < T; ++t) std::fill_n(own.data() + (t * N + n) * C, C, S(0));
+  return own.data();
+}
+
 template <class S>
 inline void copy_or_zero(S* dst, const S* src, Index rows, Index cols) {
   auto d = view(dst, rows, cols);
@@ -463,6 +479,8 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
   const S* mask = b.recurrent_mask;
   const S* h_rec = mask ? b.h_rec : b.h_prev;
   const auto W_ih = view(w.W_ih, GH, C);
+  std::vector<S> x_own;
+  const S* x = detail::finite_padding(b.x, b.lengths, T, N, C, x_own);
 
   parallel(nthreads, [&](int tid, int nt) {
     // the recurrence: this thread's hidden units, every row
@@ -563,7 +581,7 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
     auto [r0, r1] = share(GH, tid, nt);
     if (r1 > r0) {
       const auto dG = view(b.dgates + r0, TN, r1 - r0, GH);
-      view(b.dW_ih + r0 * C, r1 - r0, C).noalias() = dG.transpose() * view(b.x, TN, C);
+      view(b.dW_ih + r0 * C, r1 - r0, C).noalias() = dG.transpose() * view(x, TN, C);
       detail::sum_rows(dG, view(b.db_ih + r0, 1, r1 - r0));
       for (Index c0 = r0; c0 < r1;) {
         // the longest run of rows from c0 whose gradients lie side by side in one source
