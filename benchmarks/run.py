@@ -308,6 +308,24 @@ def measure_case(peers, case, mode, prof, gemm_table, gemm_times):
 # streaming
 # ---------------------------------------------------------------------------------------------------------
 
+MATVEC = "numpy matvec"
+
+
+def numpy_matvec_baseline(case, block):
+    """fn() doing `block` numpy.matmul matrix-vector products over one step's weights, [G*H, C+H] x [C+H]:
+    what reading every weight once costs on this machine, the floor of a step at batch 1."""
+    W_ih, W_hh, _, _ = K.stream_weights(case)
+    W = np.ascontiguousarray(np.concatenate([W_ih, W_hh], axis=1))
+    v = np.ones(W.shape[1], np.float32)
+    out = np.empty(W.shape[0], np.float32)
+
+    def run():
+        for _ in range(block):
+            np.matmul(W, v, out=out)
+
+    return run, W.nbytes
+
+
 def measure_stream(peers, cell, H, prof):
     case = K.stream_case(cell, H)
     xs = K.stream_inputs(case, prof.stream_steps)
@@ -316,12 +334,19 @@ def measure_stream(peers, cell, H, prof):
         fn = p.stream(case, xs, prof.stream_block)
         if fn is not None:
             fns[p.name] = fn
+    fns[MATVEC], weight_bytes = numpy_matvec_baseline(case, prof.stream_block)
     blocks = max(1, prof.stream_steps // prof.stream_block)
     load = BackgroundLoad()
     raw = interleaved(fns, {n: blocks for n in fns}, 0.0, units=prof.stream_block, settle=prof.settle)
     rec = {"cell": cell, "H": H, "C": H, "N": 1, "steps": blocks * prof.stream_block, "block": prof.stream_block,
-           "background_cores": load.cores(), "peers": {}}
+           "background_cores": load.cores(), "weight_bytes": weight_bytes, "peers": {}}
+    floor = summary(raw.pop(MATVEC)["samples"])["median_s"]
+    rec["matvec_us"] = floor * 1e6
     base = summary(raw["rnnkit"]["samples"])["median_s"] if "rnnkit" in raw else None
+    if base:
+        # the weights read per second, and the matrix-vector floor as a fraction of the whole step
+        rec["rnnkit_weight_gb_s"] = weight_bytes / base / 1e9
+        rec["rnnkit_of_matvec"] = floor / base
     for name, r in raw.items():
         s = summary(r["samples"])
         s["median_us"] = s["median_s"] * 1e6
@@ -498,8 +523,12 @@ def print_report(out, peer_names):
         for o in others:
             q = s["peers"].get(o)
             row += [_num(q and q["median_us"], ".1f"), _num(q and q.get("rnnkit_speedup"), ".2f")]
+        row += [_num(s.get("matvec_us"), ".1f"), _num(s.get("rnnkit_of_matvec") and 100 * s["rnnkit_of_matvec"], ".0f"), _num(s.get("rnnkit_weight_gb_s"), ".0f")]
         rows.append(row + [_num(s.get("background_cores"), ".2f")])
-    print(table(["case", "rnnkit us"] + [h for o in others for h in (f"{o} us", "ratio")] + ["bg"], rows))
+    print(table(["case", "rnnkit us"] + [h for o in others for h in (f"{o} us", "ratio")]
+                + ["matvec us", "% matvec", "GB/s", "bg"], rows))
+    print("  matvec: numpy.matmul of the step's weights [G*H, C+H] by a vector, which reads each weight once;"
+          " GB/s: the weights rnnkit reads per second")
 
     print("\n== numpy.matmul float32 throughput on the kernels' products ==")
     rows = [[f"[{g['M']},{g['K']}]x[{g['K']},{g['N']}]", _num(g["median_s"] * 1e6, ".1f"), _num(g["gflops"], ".1f")]

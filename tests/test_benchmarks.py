@@ -82,6 +82,10 @@ def test_streaming_records(results):
         assert "rnnkit" in s["peers"] and (HAVE_TORCH == ("torch" in s["peers"]))
         for q in s["peers"].values():
             assert q["median_us"] > 0 and q["rnnkit_speedup"] > 0
+        # the matrix-vector floor: the step's weights [G*H, C+H] read once, as float32
+        G = {"rnn": 1, "gru": 3, "lstm": 4}[s["cell"]]
+        assert s["weight_bytes"] == 4 * G * s["H"] * (s["C"] + s["H"])
+        assert s["matvec_us"] > 0 and s["rnnkit_of_matvec"] > 0 and s["rnnkit_weight_gb_s"] > 0
 
 
 def test_memory_records(results):
