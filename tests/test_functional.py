@@ -362,6 +362,23 @@ def test_padding_values_never_reach_the_results(cell, mod, reverse, rng):
             np.testing.assert_array_equal(other[name], zeros[name], err_msg=f"{fill} padding: {name}")
 
 
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_backward_does_not_read_the_returned_outputs(cell, reverse, rng):
+    # The cache must not share memory with y, h_n or c_n: a caller may overwrite them before backward
+    # (the RNN's cache reads each step's activation from the state the next step entered, and the last
+    # one from its own copy of h_n).
+    inputs, douts = make_problem(rng, cell, np.float64, **LARGE, lengths="mixed")
+    out, cache = forward(F, cell, **inputs, reverse=reverse)
+    expected = backward(F, cell, cache, **douts)
+    out, cache = forward(F, cell, **inputs, reverse=reverse)
+    for a in out.values():
+        a[...] = np.nan
+    got = backward(F, cell, cache, **douts)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
 @pytest.mark.parametrize("mod", [F, ref], ids=["functional", "reference"])
 @pytest.mark.parametrize("cell", CELL_PARAMS)
 def test_backward_twice_gives_the_same_result(cell, mod, rng):

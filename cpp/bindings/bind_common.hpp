@@ -6,6 +6,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <initializer_list>
 #include <mutex>
@@ -205,7 +206,11 @@ py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W
       return mut(a);
     };
     b.h_prev = array("h_prev", {T, N, H});
-    b.gates = array("gates", {T, N, GH});
+    // cells whose gates are the state keep the state after the last step instead (h_n is the caller's)
+    if (Cell::gates_are_state)
+      b.gates = scratch<S>(static_cast<size_t>(T * N * GH));
+    else
+      b.gates = array("gates", {T, N, GH});
     if (cell.has_aux()) b.aux = array("aux", {T, N, H});
     if (b.recurrent_mask) b.h_rec = array("h_rec", {T, N, H});
     cache = arrays;
@@ -222,6 +227,11 @@ py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W
   {
     py::gil_scoped_release release;
     forward(cell, d, w, b, get_num_threads());
+  }
+  if (keep_cache && Cell::gates_are_state) {
+    auto h_last = empty<S>({N, H});
+    std::copy(b.h_n, b.h_n + N * H, mut(h_last));
+    py::reinterpret_borrow<py::dict>(cache)["h_last"] = h_last;
   }
   return py::make_tuple(y, h_n, c_n, cache);
 }
@@ -250,7 +260,10 @@ py::tuple backward_typed(const Cell& cell, const py::array& x, const py::array& 
   b.reverse = reverse;
   b.recurrent_mask = optional<S>(recurrent_mask, "recurrent_mask", {N, H}, "[N, H]");
   b.h_prev = checked<S>(required_array(cache, "h_prev"), "cache.h_prev", {T, N, H}, "[T, N, H]");
-  b.gates = checked<S>(required_array(cache, "gates"), "cache.gates", {T, N, GH}, "[T, N, G*H]");
+  if (Cell::gates_are_state)
+    b.h_last = checked<S>(required_array(cache, "h_last"), "cache.h_last", {N, H}, "[N, H]");
+  else
+    b.gates = checked<S>(required_array(cache, "gates"), "cache.gates", {T, N, GH}, "[T, N, G*H]");
   if (cell.has_aux()) b.aux = checked<S>(required_array(cache, "aux"), "cache.aux", {T, N, H}, "[T, N, H]");
   if (b.recurrent_mask)
     b.h_rec = checked<S>(required_array(cache, "h_rec"), "cache.h_rec", {T, N, H}, "[T, N, H]");

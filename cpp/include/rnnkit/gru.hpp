@@ -14,6 +14,7 @@ struct GruCell {
   static constexpr int G = 3;
   static constexpr bool has_c = false;
   static constexpr bool has_direct = true;  // h_t = ... + z * h_prev
+  static constexpr bool gates_are_state = false;
   bool reset_after = true;
   bool has_aux() const { return true; }
   // reset_after: the hidden side of the n gate sees dn * r, not dn

@@ -11,6 +11,7 @@ struct LstmCell {
   static constexpr int G = 4;
   static constexpr bool has_c = true;
   static constexpr bool has_direct = false;
+  static constexpr bool gates_are_state = false;
   bool has_aux() const { return true; }
   bool has_dextra() const { return false; }
 

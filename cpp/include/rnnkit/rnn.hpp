@@ -9,6 +9,7 @@ struct RnnCell {
   static constexpr int G = 1;
   static constexpr bool has_c = false;
   static constexpr bool has_direct = false;
+  static constexpr bool gates_are_state = true;  // h_t = act(a_t) is the activated gate
   bool relu = false;
   bool has_aux() const { return false; }
   bool has_dextra() const { return false; }

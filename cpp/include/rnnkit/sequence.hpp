@@ -5,6 +5,8 @@
 //   G, has_c, has_aux(), has_dextra()      its sizes and what it records
 //   input_bias(b_ih, b_hh, out)            the bias folded into the input projection
 //   has_direct                             whether h_prev also reaches h_t outside W_hh (GRU)
+//   gates_are_state                        whether the activated gates are h_t itself (RNN): the cache
+//                                          then keeps no gates, backward reads the next step's h_prev
 //   forward_step(step), backward_step(step)   one step, written with the loop's three primitives:
 //       step.product(...)   the W_hh products of this thread's hidden units, into step-local `rec`
 //       step.rows(f)        f(row) for every batch row still inside its sequence (RowF / RowB)
@@ -60,7 +62,7 @@ struct ForwardBuffers {
   S* h_prev;  // [T, N, H] cache: the state entering step t
   S* h_rec;   // [T, N, H] cache: h_prev * recurrent_mask; only with a recurrent_mask
   S* aux;     // [T, N, H] cache: the cell's own record; cells with has_aux()
-  S* gates;   // [T, N, G*H] cache: activated gates
+  S* gates;   // [T, N, G*H] cache: activated gates (a working buffer for cells whose gates are the state)
   bool inference = false;
 };
 
@@ -72,7 +74,8 @@ struct BackwardBuffers {
   const S* h_prev;
   const S* h_rec;           // [T, N, H]; only with a recurrent_mask
   const S* aux;
-  const S* gates;
+  const S* gates;           // or nullptr for cells whose gates are the state: read from h_prev and h_last
+  const S* h_last;          // [N, H] the state after the last step; only without gates
   const int64_t* lengths;
   bool reverse;
   const S* dy;    // [T, N, H]
@@ -516,6 +519,10 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
           own(dh, n) += units(b.dy + t * N * H, n, H);
         }
         S* dgates_time = b.dgates + t * N * GH;
+        // the activated gates of step s, or (gates_are_state) the state it left: what step s + 1 reads
+        const S* gates_time = b.gates                ? b.gates + t * N * GH
+                              : s + 1 < T            ? b.h_prev + (b.reverse ? T - 2 - s : s + 1) * N * H
+                                                     : b.h_last;
         S* dextra_time = cell.has_dextra() ? b.dextra + t * N * H : nullptr;
         if (m > 0) {
           BackwardStep<S> step{H,
@@ -528,7 +535,7 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
                                a_rows,
                                rec.data(),
                                work.data(),
-                               b.gates + t * N * GH + j0,
+                               gates_time + j0,
                                cell.has_aux() ? b.aux + t * N * H + j0 : nullptr,
                                b.h_prev + t * N * H + j0,
                                h_rec + t * N * H + j0,
