@@ -12,7 +12,6 @@ The reference itself is checked against central finite differences (test_referen
 finite_differences), so an error in the gradient equations cannot hide by being made in both places.
 """
 
-import contextlib
 from typing import NamedTuple
 
 import numpy as np
@@ -186,12 +185,6 @@ def assert_same(actual, expected, what):
     np.testing.assert_allclose(actual, expected, rtol=16 * eps, atol=16 * eps * scale, err_msg=what)
 
 
-@contextlib.contextmanager
-def num_threads(n):
-    with rnnkit_threads(n):
-        yield
-
-
 def check_against_reference(cell, problem, reverse):
     """Forward and backward through both implementations; every output and gradient must agree."""
     inputs, douts = problem
@@ -259,7 +252,7 @@ def test_one_and_two_threads_agree(cell, reverse, lengths, dtype, rng):
     inputs, douts = make_problem(rng, cell, dtype, **LARGE, lengths=lengths)
     results = []
     for n in (1, 2):
-        with num_threads(n):
+        with rnnkit_threads(n):
             assert rnnkit.get_num_threads() == n
             out, cache = forward(F, cell, reverse=reverse, **inputs)
             grads = backward(F, cell, cache, **douts)

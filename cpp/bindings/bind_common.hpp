@@ -192,14 +192,14 @@ py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W
   b.reverse = reverse;
   auto y = empty<S>({T, N, H}), h_n = empty<S>({N, H});
   b.y = mut(y), b.h_n = mut(h_n);
-  py::object c_n = py::none(), cache = py::none();
+  py::object c_n = py::none();
+  py::dict arrays;  // the cache
   if (Cell::has_c) {
     auto a = empty<S>({N, H});
     b.c_n = mut(a);
     c_n = a;
   }
   if (keep_cache) {
-    py::dict arrays;
     auto array = [&](const char* key, std::initializer_list<py::ssize_t> shape) {
       auto a = empty<S>(shape);
       arrays[key] = a;
@@ -213,7 +213,6 @@ py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W
       b.gates = array("gates", {T, N, GH});
     if (cell.has_aux()) b.aux = array("aux", {T, N, H});
     if (b.recurrent_mask) b.h_rec = array("h_rec", {T, N, H});
-    cache = arrays;
   } else {
     b.inference = true;
     const Index NH = N * H;
@@ -231,9 +230,9 @@ py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W
   if (keep_cache && Cell::gates_are_state) {
     auto h_last = empty<S>({N, H});
     std::copy(b.h_n, b.h_n + N * H, mut(h_last));
-    py::reinterpret_borrow<py::dict>(cache)["h_last"] = h_last;
+    arrays["h_last"] = h_last;
   }
-  return py::make_tuple(y, h_n, c_n, cache);
+  return py::make_tuple(y, h_n, c_n, keep_cache ? py::object(arrays) : py::object(py::none()));
 }
 
 inline py::object item(const py::dict& d, const char* key) {

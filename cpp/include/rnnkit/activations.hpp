@@ -28,35 +28,6 @@ inline typename Eigen::internal::unpacket_traits<P>::mask_t tail_mask(Index n) {
   return static_cast<M>((std::uint32_t(1) << n) - 1);
 }
 
-// a = op(a) over the rows x cols block at p with row stride `stride`.
-template <class Op, class S>
-inline void apply_rows(S* p, Index rows, Index cols, Index stride, const Op& op) {
-  namespace ei = Eigen::internal;
-  if constexpr (ei::functor_traits<Op>::PacketAccess) {
-    using P = typename ei::packet_traits<S>::type;
-    constexpr Index L = ei::unpacket_traits<P>::size;
-    for (Index r = 0; r < rows; ++r) {
-      S* row = p + r * stride;
-      Index i = 0;
-      for (; i + L <= cols; i += L) ei::pstoreu(row + i, op.packetOp(ei::ploadu<P>(row + i)));
-      if (i < cols) {
-        if constexpr (has_masked<P>()) {
-          const auto mask = tail_mask<P>(cols - i);
-          ei::pstoreu(row + i, op.packetOp(ei::ploadu<P>(row + i, mask)), mask);
-        } else {
-          alignas(64) S tail[L] = {};
-          for (Index k = i; k < cols; ++k) tail[k - i] = row[k];
-          ei::pstore(tail, op.packetOp(ei::pload<P>(tail)));
-          for (Index k = i; k < cols; ++k) row[k] = tail[k - i];
-        }
-      }
-    }
-  } else {
-    for (Index r = 0; r < rows; ++r)
-      for (Index i = 0; i < cols; ++i) p[r * stride + i] = op(p[r * stride + i]);
-  }
-}
-
 // A fused elementwise loop over w elements: f(x, y) maps NI input packets to NO output packets, read
 // from in[k] + u and written to out[k] + u. The last partial packet goes through masked loads and
 // stores where the instruction set has them, else through zero-padded temporaries: either way its
@@ -98,7 +69,7 @@ inline void packets(Index w, const S* const (&in)[NI], S* const (&out)[NO], cons
 }
 
 // The packet forms of the gate nonlinearities, for packets(): Eigen's packet op where it has one
-// (float), else its scalar op lane by lane (Eigen 3.4 has no packet tanh for double), as apply_rows.
+// (float), else its scalar op lane by lane (Eigen 3.4 has no packet tanh for double).
 template <class Op, class P>
 inline P packet_op(const P& a) {
   namespace ei = Eigen::internal;
@@ -119,6 +90,15 @@ inline P psigmoid(const P& a) {
 template <class P>
 inline P ptanh(const P& a) {
   return packet_op<Eigen::internal::scalar_tanh_op<typename Eigen::internal::unpacket_traits<P>::type>>(a);
+}
+
+// a = op(a) over the rows x cols block at p with row stride `stride`, through packets() as the fused loops.
+template <class Op, class S>
+inline void apply_rows(S* p, Index rows, Index cols, Index stride, const Op&) {
+  for (Index r = 0; r < rows; ++r) {
+    S* row = p + r * stride;
+    packets<1, 1>(cols, {row}, {row}, [](const auto* x, auto* y) { y[0] = packet_op<Op>(x[0]); });
+  }
 }
 
 template <class Op, class D>

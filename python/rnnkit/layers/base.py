@@ -24,8 +24,6 @@ __all__ = ["Layer", "mask_to_lengths"]
 _FLOAT_DTYPES = ("float32", "float64")
 _name_counts = collections.Counter()  # Keras-style default names: lstm, lstm_1, lstm_2, ...
 
-
-
 _NO_BACKWARD = contextvars.ContextVar("rnnkit_no_backward", default=False)
 
 
@@ -43,6 +41,7 @@ def no_backward():
 def backward_possible():
     """False inside ``no_backward()``."""
     return not _NO_BACKWARD.get()
+
 
 def mask_to_lengths(mask):
     """lengths: [N] int64 from a right-padded prefix mask: [N, T] bool; ValueError for any other mask."""
