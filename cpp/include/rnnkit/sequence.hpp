@@ -16,7 +16,8 @@
 //
 // Design for speed: the input projection of all steps is one matrix product before the
 // loop (inference with small weights projects each step inside it instead, see ForwardBuffers) and
-// the weight gradients are matrix products after it. Inside the loop, threads
+// the weight gradients are matrix products after it (the bias gradients are summed inside it, while each
+// step's gradients are still in cache). Inside the loop, threads
 // split the hidden units: each packs its own columns of W_hh once (packed.hpp) and keeps
 // them in its cache for the whole sequence, and one barrier per step publishes the new
 // state. Batch rows run longest sequence first, so a step computes only the rows still
@@ -498,6 +499,12 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
           dc_b(dc_a.size());
       std::vector<const S*> a_rows(static_cast<size_t>(N));
       S *dh = dh_a.data(), *dh_out = dh_b.data(), *dc = dc_a.data(), *dc_out = dc_b.data();
+      // the bias gradients of these units, gate k at k * wu: summed over the steps while each step's
+      // gradients are still in this thread's cache (db_hh only for gates whose source is not dG itself)
+      RowVector<S> db_ih = RowVector<S>::Zero(G * wu), db_hh = RowVector<S>::Zero(G * wu);
+      std::vector<HHGrad<S>> hh;
+      for (int k = 0; k < G; ++k) hh.push_back(cell.hh_grad(k, H, b, h_rec));
+      auto hh_is_dG = [&](int k) { return hh[k].dgate == b.dgates + k * H && hh[k].stride == GH; };
       auto units = [&](auto* p, Index n, Index stride) { return view(p + n * stride + j0, 1, wu); };
       auto own = [&](S* p, Index n) { return view(p + n * wu, 1, wu); };
       for (Index n = 0; n < N; ++n) {
@@ -551,6 +558,13 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
           cell.backward_step(step);
         }
         for (Index i = 0; i < m; ++i) {
+          const Index row = t * N + order.rows[i];
+          for (int k = 0; k < G; ++k) {
+            db_ih.segment(k * wu, wu) += view((const S*)b.dgates + row * GH + k * H + j0, 1, wu);
+            if (!hh_is_dG(k)) db_hh.segment(k * wu, wu) += view(hh[k].dgate + row * hh[k].stride + j0, 1, wu);
+          }
+        }
+        for (Index i = 0; i < m; ++i) {
           // dh_prev = (direct path) + dh_rec * recurrent_mask
           const Index n = order.rows[i];
           const auto dr = view((const S*)rec.data() + i * ws, 1, wu);
@@ -579,17 +593,20 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
         units(b.dh0, n, H) = own(dh, n);
         if (Cell::has_c) units(b.dc0, n, H) = own(dc, n);
       }
+      for (int k = 0; k < G; ++k) {
+        view(b.db_ih + k * H + j0, 1, wu) = db_ih.segment(k * wu, wu);
+        view(b.db_hh + k * H + j0, 1, wu) = (hh_is_dG(k) ? db_ih : db_hh).segment(k * wu, wu);
+      }
     }
     barrier(nt);
 
-    // dW_ih = dG^T x, db_ih = sum over rows of dG; dW_hh and db_hh likewise from the cell's
-    // hidden-side source. Each thread takes a contiguous block of the G*H weight rows, as few
-    // products as the sources allow (one for LSTM and RNN), so each packs x and h once.
+    // dW_ih = dG^T x; dW_hh likewise from the cell's hidden-side source. Each thread takes a contiguous
+    // block of the G*H weight rows, as few products as the sources allow (one for LSTM and RNN), so each
+    // packs x and h once.
     auto [r0, r1] = share(GH, tid, nt);
     if (r1 > r0) {
       const auto dG = view(b.dgates + r0, TN, r1 - r0, GH);
       view(b.dW_ih + r0 * C, r1 - r0, C).noalias() = dG.transpose() * view(x, TN, C);
-      detail::sum_rows(dG, view(b.db_ih + r0, 1, r1 - r0));
       for (Index c0 = r0; c0 < r1;) {
         // the longest run of rows from c0 whose gradients lie side by side in one source
         const int k = static_cast<int>(c0 / H);
@@ -602,7 +619,6 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
         }
         const auto dGh = view(src.dgate + (c0 - k * H), TN, c1 - c0, src.stride);
         view(b.dW_hh + c0 * H, c1 - c0, H).noalias() = dGh.transpose() * view(src.input, TN, H);
-        detail::sum_rows(dGh, view(b.db_hh + c0, 1, c1 - c0));
         c0 = c1;
       }
     }
