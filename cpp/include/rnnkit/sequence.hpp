@@ -485,6 +485,13 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
   const auto W_ih = view(w.W_ih, GH, C);
   std::vector<S> x_own;
   const S* x = detail::finite_padding(b.x, b.lengths, T, N, C, x_own);
+  // where gate k of dW_hh / db_hh reads from, and whether that is dG itself (then db_hh = db_ih)
+  std::vector<HHGrad<S>> hh;
+  std::vector<char> hh_is_dG;
+  for (int k = 0; k < G; ++k) {
+    hh.push_back(cell.hh_grad(k, H, b, h_rec));
+    hh_is_dG.push_back(hh[k].dgate == b.dgates + k * H && hh[k].stride == GH);
+  }
 
   parallel(nthreads, [&](int tid, int nt) {
     // the recurrence: this thread's hidden units, every row
@@ -502,9 +509,6 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
       // the bias gradients of these units, gate k at k * wu: summed over the steps while each step's
       // gradients are still in this thread's cache (db_hh only for gates whose source is not dG itself)
       RowVector<S> db_ih = RowVector<S>::Zero(G * wu), db_hh = RowVector<S>::Zero(G * wu);
-      std::vector<HHGrad<S>> hh;
-      for (int k = 0; k < G; ++k) hh.push_back(cell.hh_grad(k, H, b, h_rec));
-      auto hh_is_dG = [&](int k) { return hh[k].dgate == b.dgates + k * H && hh[k].stride == GH; };
       auto units = [&](auto* p, Index n, Index stride) { return view(p + n * stride + j0, 1, wu); };
       auto own = [&](S* p, Index n) { return view(p + n * wu, 1, wu); };
       for (Index n = 0; n < N; ++n) {
@@ -558,15 +562,13 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
           cell.backward_step(step);
         }
         for (Index i = 0; i < m; ++i) {
-          const Index row = t * N + order.rows[i];
+          const Index n = order.rows[i], row = t * N + n;
+          // the step's gate gradients into the bias gradients
           for (int k = 0; k < G; ++k) {
             db_ih.segment(k * wu, wu) += view((const S*)b.dgates + row * GH + k * H + j0, 1, wu);
-            if (!hh_is_dG(k)) db_hh.segment(k * wu, wu) += view(hh[k].dgate + row * hh[k].stride + j0, 1, wu);
+            if (!hh_is_dG[k]) db_hh.segment(k * wu, wu) += view(hh[k].dgate + row * hh[k].stride + j0, 1, wu);
           }
-        }
-        for (Index i = 0; i < m; ++i) {
           // dh_prev = (direct path) + dh_rec * recurrent_mask
-          const Index n = order.rows[i];
           const auto dr = view((const S*)rec.data() + i * ws, 1, wu);
           auto out = own(dh_out, n);
           if (Cell::has_direct && mask)
@@ -595,7 +597,7 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
       }
       for (int k = 0; k < G; ++k) {
         view(b.db_ih + k * H + j0, 1, wu) = db_ih.segment(k * wu, wu);
-        view(b.db_hh + k * H + j0, 1, wu) = (hh_is_dG(k) ? db_ih : db_hh).segment(k * wu, wu);
+        view(b.db_hh + k * H + j0, 1, wu) = (hh_is_dG[k] ? db_ih : db_hh).segment(k * wu, wu);
       }
     }
     barrier(nt);
@@ -610,10 +612,10 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
       for (Index c0 = r0; c0 < r1;) {
         // the longest run of rows from c0 whose gradients lie side by side in one source
         const int k = static_cast<int>(c0 / H);
-        const HHGrad<S> src = cell.hh_grad(k, H, b, h_rec);
+        const HHGrad<S>& src = hh[k];
         Index c1 = std::min(r1, (k + 1) * H);
         for (int k2 = k + 1; c1 < r1 && k2 < G; ++k2) {
-          const HHGrad<S> next = cell.hh_grad(k2, H, b, h_rec);
+          const HHGrad<S>& next = hh[k2];
           if (next.dgate != src.dgate + (k2 - k) * H || next.stride != src.stride || next.input != src.input) break;
           c1 = std::min(r1, (k2 + 1) * H);
         }
