@@ -33,14 +33,24 @@ inline std::string shape_str(const std::vector<py::ssize_t>& s) {
 inline std::vector<py::ssize_t> shape_of(const py::array& a) {
   return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
 }
+inline std::string shape_str(std::initializer_list<py::ssize_t> s) { return shape_str(std::vector<py::ssize_t>(s)); }
+
+inline bool has_shape(const py::array& a, std::initializer_list<py::ssize_t> shape) {
+  if (a.ndim() != static_cast<py::ssize_t>(shape.size())) return false;
+  py::ssize_t i = 0;
+  for (auto n : shape)
+    if (a.shape(i++) != n) return false;
+  return true;
+}
 
 // Checks dtype, C order and shape of `a`; `legend` names the expected shape ("[T, N, C]").
 template <class S>
-const S* checked(const py::array& a, const char* name, std::vector<py::ssize_t> shape, const char* legend) {
+const S* checked(const py::array& a, const char* name, std::initializer_list<py::ssize_t> shape,
+                 const char* legend) {
   if (!a.dtype().is(py::dtype::of<S>()))
     throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(py::dtype::of<S>())) +
                          " (the dtype of x), got " + std::string(py::str(a.dtype())));
-  if (shape_of(a) != shape)
+  if (!has_shape(a, shape))
     throw py::value_error(std::string(name) + ": expected shape " + legend + " = " + shape_str(shape) + ", got " +
                           shape_str(shape_of(a)));
   if (!(a.flags() & py::array::c_style))
@@ -49,10 +59,46 @@ const S* checked(const py::array& a, const char* name, std::vector<py::ssize_t> 
 }
 
 template <class S>
-const S* optional(const py::object& o, const char* name, std::vector<py::ssize_t> shape, const char* legend) {
+const S* optional(const py::object& o, const char* name, std::initializer_list<py::ssize_t> shape,
+                  const char* legend) {
   if (o.is_none()) return nullptr;
   if (!py::isinstance<py::array>(o)) throw py::type_error(std::string(name) + ": expected a numpy array or None");
   return checked<S>(py::reinterpret_borrow<py::array>(o), name, shape, legend);
+}
+
+// `o` as numpy.asarray makes it, or a TypeError naming the argument.
+inline py::array as_array(py::handle o, const char* name) {
+  if (py::isinstance<py::array>(o)) return py::reinterpret_borrow<py::array>(o);
+  py::array a = py::array::ensure(o);
+  if (!a) throw py::type_error(std::string(name) + ": expected an array, got " + std::string(py::str(o.get_type())));
+  return a;
+}
+
+// An array argument of a float dtype as the kernels take it: C-contiguous, copied once here if it is not
+// (Fortran order, strided views); lists become arrays.
+inline py::array float_array(py::handle o, const char* name) {
+  if (o.is_none()) throw py::type_error(std::string(name) + ": expected a float32 or float64 array, got None");
+  py::array a = as_array(o, name);
+  if (a.dtype().kind() != 'f')
+    throw py::type_error(std::string(name) + ": expected a float32 or float64 array, got dtype " +
+                         std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style)) a = py::array::ensure(a, py::array::c_style);
+  return a;
+}
+inline py::object optional_float_array(py::handle o, const char* name) {
+  return o.is_none() ? py::object(py::none()) : py::object(float_array(o, name));
+}
+
+// lengths as the kernels take it: a C-contiguous int64 array (other integer dtypes converted), or None.
+inline py::object int64_lengths(py::handle o) {
+  if (o.is_none()) return py::none();
+  py::array a = as_array(o, "lengths");
+  const char kind = a.dtype().kind();
+  if (kind != 'i' && kind != 'u')
+    throw py::type_error("lengths: expected an integer array, got dtype " + std::string(py::str(a.dtype())));
+  if (!a.dtype().is(py::dtype::of<int64_t>()) || !(a.flags() & py::array::c_style))
+    a = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+  return a;
 }
 
 // Working memory reused across the calls of one Python thread. A fresh large buffer costs a page fault
@@ -144,7 +190,7 @@ inline const int64_t* checked_lengths(const py::object& o, Index N, Index T) {
   auto a = py::reinterpret_borrow<py::array>(o);
   if (!a.dtype().is(py::dtype::of<int64_t>()))
     throw py::type_error("lengths: expected dtype int64, got " + std::string(py::str(a.dtype())));
-  if (shape_of(a) != std::vector<py::ssize_t>{N} || !(a.flags() & py::array::c_style))
+  if (!has_shape(a, {N}) || !(a.flags() & py::array::c_style))
     throw py::value_error("lengths: expected a C-contiguous array of shape [N] = [" + std::to_string(N) + "], got " +
                           shape_str(shape_of(a)));
   const auto* l = static_cast<const int64_t*>(a.data());
@@ -295,41 +341,57 @@ inline void check_float(const py::array& x) {
     throw py::type_error("x: expected dtype float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
-// Registers <name>_forward and <name>_backward for a cell; make_cell(options) builds it.
+// Registers <name>_forward and <name>_backward for a cell; make_cell(options) builds it. The array
+// arguments are converted here (float_array, int64_lengths), so a call from Python passes them as given.
+// forward returns (y, h_n, c_n or None, cache arrays or None, (x, W_ih, W_hh, b_ih, b_hh, lengths,
+// recurrent_mask) as converted, or None without the cache).
 template <class Cell, class MakeCell>
 void bind_cell(py::module_& m, const char* name, MakeCell make_cell) {
   using py::arg;
   m.def(
       (std::string(name) + "_forward").c_str(),
-      [make_cell](const py::array& x, const py::array& W_ih, const py::array& W_hh, const py::array& b_ih,
-                  const py::array& b_hh, const py::object& h0, const py::object& c0, const py::object& lengths,
-                  const py::object& recurrent_mask, bool reverse, const py::dict& options, bool keep_cache) {
+      [make_cell](py::handle x_in, py::handle W_ih_in, py::handle W_hh_in, py::handle b_ih_in, py::handle b_hh_in,
+                  py::handle h0, py::handle c0, py::handle lengths_in, py::handle recurrent_mask_in, bool reverse,
+                  const py::dict& options, bool keep_cache) {
+        const py::array x = float_array(x_in, "x");
         check_float(x);
+        const py::array W_ih = float_array(W_ih_in, "W_ih"), W_hh = float_array(W_hh_in, "W_hh"),
+                        b_ih = float_array(b_ih_in, "b_ih"), b_hh = float_array(b_hh_in, "b_hh");
+        const py::object lengths = int64_lengths(lengths_in),
+                         recurrent_mask = optional_float_array(recurrent_mask_in, "recurrent_mask");
         const Cell cell = make_cell(options);
-        return is_f32(x) ? forward_typed<float>(cell, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, recurrent_mask,
-                                                reverse, keep_cache)
-                         : forward_typed<double>(cell, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, recurrent_mask,
-                                                 reverse, keep_cache);
+        auto run = [&](auto zero) {
+          using S = decltype(zero);
+          return forward_typed<S>(cell, x, W_ih, W_hh, b_ih, b_hh, optional_float_array(h0, "h0"),
+                                  optional_float_array(c0, "c0"),
+                                  lengths, recurrent_mask, reverse, keep_cache);
+        };
+        py::tuple out = is_f32(x) ? run(0.0f) : run(0.0);
+        py::object inputs = keep_cache ? py::object(py::make_tuple(x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask))
+                                       : py::object(py::none());
+        return py::make_tuple(out[0], out[1], out[2], out[3], inputs);
       },
-      arg("x").noconvert(), arg("W_ih").noconvert(), arg("W_hh").noconvert(), arg("b_ih").noconvert(),
-      arg("b_hh").noconvert(), arg("h0").none(true), arg("c0").none(true), arg("lengths").none(true),
-      arg("recurrent_mask").none(true), arg("reverse"), arg("options"), arg("keep_cache") = true);
+      arg("x"), arg("W_ih"), arg("W_hh"), arg("b_ih"), arg("b_hh"), arg("h0").none(true), arg("c0").none(true),
+      arg("lengths").none(true), arg("recurrent_mask").none(true), arg("reverse"), arg("options"),
+      arg("keep_cache") = true);
   m.def(
       (std::string(name) + "_backward").c_str(),
       [make_cell](const py::array& x, const py::array& W_ih, const py::array& W_hh, const py::array& b_ih,
                   const py::array& b_hh, const py::object& lengths, const py::object& recurrent_mask, bool reverse,
-                  const py::dict& cache, const py::array& dy, const py::object& dh_n, const py::object& dc_n,
-                  const py::dict& options) {
+                  const py::dict& cache, py::handle dy, py::handle dh_n, py::handle dc_n, const py::dict& options) {
         check_float(x);
         const Cell cell = make_cell(options);
-        return is_f32(x) ? backward_typed<float>(cell, x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask, reverse,
-                                                 cache, dy, dh_n, dc_n)
-                         : backward_typed<double>(cell, x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask, reverse,
-                                                  cache, dy, dh_n, dc_n);
+        auto run = [&](auto zero) {
+          using S = decltype(zero);
+          return backward_typed<S>(cell, x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask, reverse, cache,
+                                   float_array(dy, "dy"), optional_float_array(dh_n, "dh_n"),
+                                   optional_float_array(dc_n, "dc_n"));
+        };
+        return is_f32(x) ? run(0.0f) : run(0.0);
       },
       arg("x").noconvert(), arg("W_ih").noconvert(), arg("W_hh").noconvert(), arg("b_ih").noconvert(),
       arg("b_hh").noconvert(), arg("lengths").none(true), arg("recurrent_mask").none(true), arg("reverse"),
-      arg("cache"), arg("dy").noconvert(), arg("dh_n").none(true), arg("dc_n").none(true), arg("options"));
+      arg("cache"), arg("dy"), arg("dh_n").none(true), arg("dc_n").none(true), arg("options"));
 }
 
 }  // namespace rnnkit::bind

@@ -102,34 +102,43 @@ py::tuple backward_jordan(const JordanCell& cell, const py::array& x, const py::
 
 void bind_jordan(py::module_& m) {
   using py::arg;
+  // the array arguments are converted here (see bind_cell); forward also returns (x, W_xh, W_yh, b_h, W_hy,
+  // b_y, lengths) as converted, for the cache
   m.def(
       "jordan_forward",
-      [](const py::array& x, const py::array& W_xh, const py::array& W_yh, const py::array& b_h,
-         const py::array& W_hy, const py::array& b_y, const py::object& y0, const py::object& lengths, bool reverse,
-         const std::string& activation, const std::string& output_activation) {
+      [](py::handle x_in, py::handle W_xh_in, py::handle W_yh_in, py::handle b_h_in, py::handle W_hy_in,
+         py::handle b_y_in, py::handle y0, py::handle lengths_in, bool reverse, const std::string& activation,
+         const std::string& output_activation) {
+        const py::array x = float_array(x_in, "x");
         check_float(x);
+        const py::array W_xh = float_array(W_xh_in, "W_xh"), W_yh = float_array(W_yh_in, "W_yh"),
+                        b_h = float_array(b_h_in, "b_h"), W_hy = float_array(W_hy_in, "W_hy"),
+                        b_y = float_array(b_y_in, "b_y");
+        const py::object lengths = int64_lengths(lengths_in), y0_array = optional_float_array(y0, "y0");
         const JordanCell cell = cell_of(activation, output_activation);
-        return is_f32(x) ? forward_jordan<float>(cell, x, W_xh, W_yh, b_h, W_hy, b_y, y0, lengths, reverse)
-                         : forward_jordan<double>(cell, x, W_xh, W_yh, b_h, W_hy, b_y, y0, lengths, reverse);
+        py::tuple out = is_f32(x) ? forward_jordan<float>(cell, x, W_xh, W_yh, b_h, W_hy, b_y, y0_array, lengths, reverse)
+                                  : forward_jordan<double>(cell, x, W_xh, W_yh, b_h, W_hy, b_y, y0_array, lengths, reverse);
+        return py::make_tuple(out[0], out[1], out[2], py::make_tuple(x, W_xh, W_yh, b_h, W_hy, b_y, lengths));
       },
-      arg("x").noconvert(), arg("W_xh").noconvert(), arg("W_yh").noconvert(), arg("b_h").noconvert(),
-      arg("W_hy").noconvert(), arg("b_y").noconvert(), arg("y0").none(true), arg("lengths").none(true),
-      arg("reverse"), arg("activation"), arg("output_activation"));
+      arg("x"), arg("W_xh"), arg("W_yh"), arg("b_h"), arg("W_hy"), arg("b_y"), arg("y0").none(true),
+      arg("lengths").none(true), arg("reverse"), arg("activation"), arg("output_activation"));
   m.def(
       "jordan_backward",
       [](const py::array& x, const py::array& W_xh, const py::array& W_yh, const py::array& b_h,
          const py::array& W_hy, const py::array& b_y, const py::object& lengths, bool reverse,
          const std::string& activation, const std::string& output_activation, const py::dict& cache,
-         const py::array& dy, const py::object& dy_n) {
+         py::handle dy_in, py::handle dy_n_in) {
         check_float(x);
         const JordanCell cell = cell_of(activation, output_activation);
+        const py::array dy = float_array(dy_in, "dy");
+        const py::object dy_n = optional_float_array(dy_n_in, "dy_n");
         return is_f32(x)
                    ? backward_jordan<float>(cell, x, W_xh, W_yh, b_h, W_hy, b_y, lengths, reverse, cache, dy, dy_n)
                    : backward_jordan<double>(cell, x, W_xh, W_yh, b_h, W_hy, b_y, lengths, reverse, cache, dy, dy_n);
       },
       arg("x").noconvert(), arg("W_xh").noconvert(), arg("W_yh").noconvert(), arg("b_h").noconvert(),
       arg("W_hy").noconvert(), arg("b_y").noconvert(), arg("lengths").none(true), arg("reverse"),
-      arg("activation"), arg("output_activation"), arg("cache"), arg("dy").noconvert(), arg("dy_n").none(true));
+      arg("activation"), arg("output_activation"), arg("cache"), arg("dy"), arg("dy_n").none(true));
 }
 
 }  // namespace rnnkit::bind

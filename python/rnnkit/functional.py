@@ -20,13 +20,11 @@ have it too.
 cache and runs with small working buffers instead of keeping every step's state and gates.
 
 Arrays that are not C-contiguous (Fortran order, strided views) are copied once
-here, on purpose; everything else is passed to the kernels without a copy.
+per call, on purpose; everything else is passed to the kernels without a copy.
 ``rnnkit.reference`` holds NumPy implementations with the same signatures.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from . import _isa
 
@@ -69,39 +67,14 @@ class Cache:
         return f"<rnnkit.functional.Cache of {self.cell}_forward: T={T}, N={N}, C={C}, H={self.inputs[2].shape[1]}>"
 
 
-def _array(a, name):
-    """`a` as an ndarray of a float dtype, C-contiguous (copied once if it was not)."""
-    if a is None:
-        return None
-    a = np.asarray(a)
-    if a.dtype.kind != "f":
-        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
-    return np.ascontiguousarray(a)
-
-
-def _lengths(lengths):
-    if lengths is None:
-        return None
-    lengths = np.asarray(lengths)
-    if lengths.dtype.kind not in "iu":
-        raise TypeError(f"lengths: expected an integer array, got dtype {lengths.dtype}")
-    return np.ascontiguousarray(lengths, dtype=np.int64)
-
-
 def _forward(cell, options, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, recurrent_mask, return_cache):
-    x = _array(x, "x")
-    if x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"x: expected dtype float32 or float64, got {x.dtype}")
-    inputs = (x, _array(W_ih, "W_ih"), _array(W_hh, "W_hh"), _array(b_ih, "b_ih"), _array(b_hh, "b_hh"))
-    lengths = _lengths(lengths)
-    recurrent_mask = _array(recurrent_mask, "recurrent_mask")
-    reverse = bool(reverse)
-    kernel = getattr(_isa.current, f"{cell}_forward")
-    y, h_n, c_n, arrays = kernel(*inputs, _array(h0, "h0"), _array(c0, "c0"), lengths, recurrent_mask, reverse,
-                                 options, bool(return_cache))
+    # the compiled module converts and checks every argument: nothing per array here, which a streaming
+    # application (one call per step) would pay at every step
+    y, h_n, c_n, arrays, inputs = getattr(_isa.current, f"{cell}_forward")(
+        x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, recurrent_mask, bool(reverse), options, bool(return_cache))
     if not return_cache:
         return y, h_n, c_n, None
-    return y, h_n, c_n, Cache(cell, options, inputs, lengths, recurrent_mask, reverse, arrays)
+    return y, h_n, c_n, Cache(cell, options, inputs[:5], inputs[5], inputs[6], bool(reverse), arrays)
 
 
 def _backward(cell, cache, dy, dh_n, dc_n):
@@ -112,8 +85,7 @@ def _backward(cell, cache, dy, dh_n, dc_n):
         raise TypeError(f"cache: expected a cache from {cell}_forward, got one from {cache.cell}_forward")
     kernel = getattr(_isa.current, f"{cell}_backward")
     c = cache
-    return kernel(*c.inputs, c.lengths, c.recurrent_mask, c.reverse, c.arrays, _array(dy, "dy"), _array(dh_n, "dh_n"),
-                  _array(dc_n, "dc_n"), c.options)
+    return kernel(*c.inputs, c.lengths, c.recurrent_mask, c.reverse, c.arrays, dy, dh_n, dc_n, c.options)
 
 
 def rnn_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, nonlinearity="tanh", *,
@@ -227,15 +199,10 @@ def jordan_forward(x, W_xh, W_yh, b_h, W_hy, b_y, y0=None, lengths=None, reverse
     lengths: [N] or None. Returns ``y: [T, N, O], y_n: [N, O], cache`` (the hidden layer is ``cache.arrays["h"]``).
     """
     options = _jordan_options(activation, output_activation)
-    x = _array(x, "x")
-    if x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"x: expected dtype float32 or float64, got {x.dtype}")
-    inputs = (x, _array(W_xh, "W_xh"), _array(W_yh, "W_yh"), _array(b_h, "b_h"), _array(W_hy, "W_hy"),
-              _array(b_y, "b_y"))
-    lengths = _lengths(lengths)
     reverse = bool(reverse)
-    y, y_n, arrays = _isa.current.jordan_forward(*inputs, _array(y0, "y0"), lengths, reverse, **options)
-    return y, y_n, JordanCache("jordan", options, inputs, lengths, None, reverse, arrays)
+    y, y_n, arrays, inputs = _isa.current.jordan_forward(x, W_xh, W_yh, b_h, W_hy, b_y, y0, lengths, reverse,
+                                                         **options)
+    return y, y_n, JordanCache("jordan", options, inputs[:6], inputs[6], None, reverse, arrays)
 
 
 def jordan_backward(cache, dy, dy_n=None):
@@ -249,7 +216,7 @@ def jordan_backward(cache, dy, dy_n=None):
         raise TypeError(f"cache: expected the rnnkit.functional.JordanCache returned by jordan_forward, got {got}")
     c = cache
     return _isa.current.jordan_backward(*c.inputs, c.lengths, c.reverse, **c.options, cache=c.arrays,
-                                        dy=_array(dy, "dy"), dy_n=_array(dy_n, "dy_n"))
+                                        dy=dy, dy_n=dy_n)
 
 
 __all__ += ["JordanCache", "jordan_forward", "jordan_backward"]
