@@ -2,6 +2,9 @@
 // (baseline), rnnkit._core_avx2 and rnnkit._core_avx512; RNNKIT_MODULE_NAME names it.
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <iterator>
+
 #include <Eigen/Core>
 #include <string>
 
@@ -66,6 +69,23 @@ PYBIND11_MODULE(RNNKIT_MODULE_NAME, m) {
       py::arg("flag") = py::none(),
       "Whether calls too small to repay threads use them anyway (for tests of the multi-threaded paths). "
       "Returns the previous value; None only reads it.");
+  m.def(
+      "_step_split",
+      [](py::object mode) {
+        static const char* names[] = {"auto", "units", "rows"};
+        const int previous = rnnkit::step_split().load();
+        if (!mode.is_none()) {
+          const auto m = py::cast<std::string>(mode);
+          const auto it = std::find(std::begin(names), std::end(names), m);
+          if (it == std::end(names))
+            throw py::value_error("mode: expected 'auto', 'units' or 'rows', got '" + m + "'");
+          rnnkit::step_split().store(static_cast<int>(it - std::begin(names)));
+        }
+        return std::string(names[previous]);
+      },
+      py::arg("mode") = py::none(),
+      "How threads share a step of the recurrence: 'auto' (by the problem's size), 'units' (hidden units) or "
+      "'rows' (batch rows), for tests of both paths. Returns the previous mode; None only reads it.");
   m.def("build_info", []() {
     py::dict d;
     d["compiler"] = RNNKIT_COMPILER;

@@ -17,20 +17,31 @@ def threads(request):
         yield request.param
 
 
+@pytest.fixture(params=[(1, "units"), (2, "units"), (2, "rows")], ids=["threads1", "threads2", "threads2_rows"])
+def step_threads(request):
+    """threads, and on 2 threads both ways of sharing a step of the recurrence: each thread its share of the
+    hidden units of every batch row, or each thread every unit of its own batch rows."""
+    n, split = request.param
+    with rnnkit_threads(n, split):
+        yield request.param
+
+
 @contextlib.contextmanager
-def rnnkit_threads(n):
+def rnnkit_threads(n, split="units"):
     """rnnkit's kernels on n threads, even for problems too small to be worth it (so that tests of small
-    problems cover the multi-threaded paths); restores both settings."""
+    problems cover the multi-threaded paths), sharing each step of the recurrence as `split` says ("units",
+    "rows" or "auto": by the problem's size); restores every setting."""
     import rnnkit
     from rnnkit import _isa
 
-    previous, split = rnnkit.get_num_threads(), _isa.current._split_small_calls(n > 1)
+    previous, small, step = rnnkit.get_num_threads(), _isa.current._split_small_calls(n > 1), _isa.current._step_split(split)
     rnnkit.set_num_threads(n)
     try:
         yield
     finally:
         rnnkit.set_num_threads(previous)
-        _isa.current._split_small_calls(split)
+        _isa.current._split_small_calls(small)
+        _isa.current._step_split(step)
 
 
 @pytest.fixture(params=["packed", "in_place"], ids=lambda p: f"W_hh_{p}")

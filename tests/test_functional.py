@@ -226,7 +226,7 @@ def check_against_reference(cell, problem, reverse):
 @pytest.mark.parametrize("lengths", LENGTHS_KINDS, ids=[f"lengths_{k}" for k in LENGTHS_KINDS])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("cell", CELL_PARAMS)
-def test_matches_reference(cell, reverse, lengths, with_h0, dtype, threads, product_path, rng):
+def test_matches_reference(cell, reverse, lengths, with_h0, dtype, step_threads, product_path, rng):
     problem = make_problem(rng, cell, dtype, **SMALL, lengths=lengths, with_h0=with_h0)
     check_against_reference(cell, problem, reverse)
 
@@ -234,7 +234,7 @@ def test_matches_reference(cell, reverse, lengths, with_h0, dtype, threads, prod
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("cell", CELL_PARAMS)
-def test_matches_reference_large(cell, reverse, dtype, threads, product_path, rng):
+def test_matches_reference_large(cell, reverse, dtype, step_threads, product_path, rng):
     problem = make_problem(rng, cell, dtype, **LARGE, lengths="mixed", with_h0=True)
     check_against_reference(cell, problem, reverse)
 
@@ -251,16 +251,17 @@ def test_matches_reference_large(cell, reverse, dtype, threads, product_path, rn
 def test_one_and_two_threads_agree(cell, reverse, lengths, dtype, rng):
     inputs, douts = make_problem(rng, cell, dtype, **LARGE, lengths=lengths)
     results = []
-    for n in (1, 2):
-        with rnnkit_threads(n):
+    for n, split in ((1, "units"), (2, "units"), (2, "rows")):
+        with rnnkit_threads(n, split):
             assert rnnkit.get_num_threads() == n
             out, cache = forward(F, cell, reverse=reverse, **inputs)
             grads = backward(F, cell, cache, **douts)
         results.append({**out, **grads})
-    one, two = results
+    one, *two = results
     # The recurrence of each batch row is computed the same way whatever thread runs it; only the
     # summation order of weight gradients over the row split may differ.
-    assert_all_close(two, one, THREAD_TOL[np.dtype(dtype)])
+    for other in two:
+        assert_all_close(other, one, THREAD_TOL[np.dtype(dtype)])
 
 
 @pytest.mark.parametrize("size", [dict(T=9, N=12, C=8, H=40), dict(T=3, N=4, C=600, H=600)], ids=["fused", "wide"])
@@ -268,7 +269,7 @@ def test_one_and_two_threads_agree(cell, reverse, lengths, dtype, rng):
 @pytest.mark.parametrize("lengths", ["none", "with_zero"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("cell", CELL_PARAMS)
-def test_inference_without_cache_gives_the_same_outputs(cell, reverse, lengths, with_mask, size, threads,
+def test_inference_without_cache_gives_the_same_outputs(cell, reverse, lengths, with_mask, size, step_threads,
                                                         product_path, rng):
     # return_cache=False keeps two steps of state. "fused": each step's input is projected inside the time
     # loop, each thread for its own units; "wide" (a thread's share of the weights beyond 1 MiB): all steps
@@ -287,7 +288,7 @@ def test_inference_without_cache_gives_the_same_outputs(cell, reverse, lengths, 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cell", CELL_PARAMS)
-def test_repeated_calls_are_bitwise_identical(cell, dtype, threads, rng):
+def test_repeated_calls_are_bitwise_identical(cell, dtype, step_threads, rng):
     # The same call on the same inputs must give the same bits every time. Between calls, arrays of varied
     # sizes are allocated and kept alive so that the buffers numpy hands to the kernels (outputs, cache) start
     # at different addresses: results must not depend on where memory happens to be aligned.

@@ -20,8 +20,10 @@
 // step's gradients are still in cache). Inside the loop, threads
 // split the hidden units: each packs its own columns of W_hh once (packed.hpp) and keeps
 // them in its cache for the whole sequence, and one barrier per step publishes the new
-// state. Batch rows run longest sequence first, so a step computes only the rows still
-// inside their sequences.
+// state. When the step's weights are small enough for every thread to keep all of them in
+// its cache, the forward loop splits the batch rows instead (split_rows): each thread runs its
+// own rows over every unit, with no barrier per step. Batch rows run longest sequence first, so
+// a step computes only the rows still inside their sequences.
 #pragma once
 
 #include <algorithm>
@@ -222,7 +224,24 @@ struct RowOrder {
       active[t] = m;
     }
   }
+  // Every nt-th row from position tid on (still longest first): thread tid's part when threads split
+  // the rows, dealt out in turn so that each gets as many long sequences as short ones.
+  RowOrder(const RowOrder& all, int tid, int nt) : active(all.active.size()) {
+    for (size_t i = static_cast<size_t>(tid); i < all.rows.size(); i += static_cast<size_t>(nt)) rows.push_back(all.rows[i]);
+    for (size_t t = 0; t < active.size(); ++t) active[t] = std::max<Index>(0, all.active[t] - tid + nt - 1) / nt;
+  }
 };
+
+// Whether the threads split the batch rows instead of the hidden units: each thread then runs the whole
+// recurrence of its own rows, with no barrier per step, at the price of reading every weight of the step
+// (W_hh, and W_ih when each step projects its input) instead of its share. Worth it while those weights
+// stay in a thread's L2 (half of its 1 MiB) and every thread has rows of its own.
+template <class S>
+inline bool split_rows(Index N, Index G, Index H, Index C_step, int threads) {
+  if (threads < 2 || N < threads) return false;
+  if (step_split().load() != 0) return step_split().load() == 2;
+  return static_cast<double>(G) * H * (H + C_step) * sizeof(S) <= double(1 << 19);
+}
 
 // One thread's columns of W_hh for the step products, packed once per call or read in place.
 //   forward:  rec[r, k*ws + u] = sum_i A(r, i) W_hh(k*H + j0 + u, i)        (A = h_rec or the cell's aux)
@@ -362,7 +381,9 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
   const Index T = d.T, N = d.N, C = d.C, H = d.H, G = Cell::G, GH = G * H, TN = T * N;
   // a short call is as long as reading the weights takes: count them as work too
   nthreads = threads_for(std::max(2.0 * TN, 32.0) * GH * (C + H), nthreads);
-  nthreads = std::min(nthreads, step_threads(N, GH, H));
+  const bool fused = b.inference && !b.gates;  // each step projects its own input (see ForwardBuffers)
+  const bool by_rows = split_rows<S>(N, G, H, fused ? C : 0, nthreads);
+  if (!by_rows) nthreads = std::min(nthreads, step_threads(N, GH, H));
   const RowOrder order(b.lengths, N, T);
   const bool packed = TN >= pack_threshold().load();
   const S* mask = b.recurrent_mask;
@@ -371,7 +392,6 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
   const auto W_ih = view(w.W_ih, GH, C);
   auto time = [&](Index s) { return b.reverse ? T - 1 - s : s; };
   const bool keep = !b.inference;  // a cache for backward, or inference with small buffers
-  const bool fused = b.inference && !b.gates;  // each step projects its own input (see ForwardBuffers)
   // where step s reads: the state entering it (after the last step: h_n), its h_rec and aux
   auto h_slot = [&](Index s) { return s >= T ? b.h_n : b.h_prev + (keep ? time(s) : s % 2) * N * H; };
   auto rec_slot = [&](Index s) { return b.h_rec + (keep ? time(s) : s % 2) * N * H; };
@@ -392,8 +412,13 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
       g.noalias() = view(b.x + i0 * C, i1 - i0, C) * W_ih.transpose();
       g.rowwise() += bias;
     }
+    // the threads that share a step (all, splitting the hidden units; or this one alone with its own rows)
+    const int team = by_rows ? 1 : nt;
+    const RowOrder own = by_rows ? RowOrder(order, tid, nt) : RowOrder(nullptr, 0, 0);
+    const RowOrder& ord = by_rows ? own : order;
+    const Index rows = static_cast<Index>(ord.rows.size());
     // this thread's hidden units
-    const auto slice = share(H, tid, nt);
+    const auto slice = share(H, by_rows ? 0 : tid, team);
     const Index j0 = slice.first, j1 = slice.second;
     const Index wu = j1 - j0;
     const RecurrentSlice<S> W(w.W_hh, G, H, j0, wu, packed, false);
@@ -410,10 +435,10 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
     auto units = [&](auto* p, Index n, Index stride) { return view(p + n * stride + j0, 1, wu); };
     auto set_rec = [&](Index s) {  // h_rec = h_prev * recurrent_mask, entering step s
       if (!mask || s >= T) return;
-      for (Index n = 0; n < N; ++n)
+      for (Index n : ord.rows)
         units(rec_slot(s), n, H) = units((const S*)h_slot(s), n, H).cwiseProduct(units(mask, n, H));
     };
-    for (Index n = 0; n < N; ++n) {
+    for (Index n : ord.rows) {
       if (b.h0)
         units(h_slot(0), n, H) = units(b.h0, n, H);
       else
@@ -429,7 +454,7 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
     barrier(nt);
 
     for (Index s = 0; s < T; ++s) {
-      const Index t = time(s), m = order.active[t];
+      const Index t = time(s), m = ord.active[t];
       const S* h_in = h_slot(s);
       S* h_out = h_slot(s + 1);
       const S* h_rec = mask ? rec_slot(s) : h_in;
@@ -438,12 +463,12 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
       S* gates_t = fused ? x_gates.data() : b.gates + t * N * GH + j0;
       const Index gates_ld = fused ? G * ws : GH;
       if (fused && m > 0) {
-        for (Index i = 0; i < m; ++i) x_rows[i] = b.x + (t * N + order.rows[i]) * C;
+        for (Index i = 0; i < m; ++i) x_rows[i] = b.x + (t * N + ord.rows[i]) * C;
         for (Index i = 0; i < m; ++i) std::copy(x_bias.begin(), x_bias.end(), gates_t + i * gates_ld);
         Wx.forward(m, x_rows.data(), 0, G, gates_t, gates_ld, true);
       }
       if (m > 0) {
-        ForwardStep<S> step{H,     wu,        ws,       m,        N,           nt,  order.rows, W, h_rec,
+        ForwardStep<S> step{H,     wu,        ws,       m,        N,           team, ord.rows, W, h_rec,
                             aux_t, a_rows,    rec.data(), RowF<S>{H, wu, ws, fused ? ws : H, nullptr, nullptr, w.b_hh + j0},
                             gates_t, gates_ld, fused, aux_t ? aux_t + j0 : nullptr, h_in + j0, h_rec + j0,
                             c_in, h_out + j0, c_out, G};
@@ -451,12 +476,12 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
       }
       S* y_t = b.y + t * N * H;
       for (Index i = 0; i < m; ++i) {
-        const Index n = order.rows[i];
+        const Index n = ord.rows[i];
         units(y_t, n, H) = units((const S*)h_out, n, H);
       }
       // a sequence past its own length keeps its state and outputs zeros
-      for (Index i = m; i < N; ++i) {
-        const Index n = order.rows[i];
+      for (Index i = m; i < rows; ++i) {
+        const Index n = ord.rows[i];
         units(h_out, n, H) = units(h_in, n, H);
         if (Cell::has_c) view(c_out + n * wu, 1, wu) = view(c_in + n * wu, 1, wu);
         units(y_t, n, H).setZero();
@@ -466,10 +491,10 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
       }
       set_rec(s + 1);
       std::swap(c_in, c_out);
-      barrier(nt);
+      barrier(team);
     }
     if (Cell::has_c)
-      for (Index n = 0; n < N; ++n) units(b.c_n, n, H) = view(c_in + n * wu, 1, wu);
+      for (Index n : ord.rows) units(b.c_n, n, H) = view(c_in + n * wu, 1, wu);
   });
 }
 
