@@ -305,6 +305,24 @@ def test_repeated_calls_are_bitwise_identical(cell, dtype, step_threads, rng):
             np.testing.assert_array_equal(again[name], first[name], err_msg=f"call {i + 2}: {name}")
 
 
+@pytest.mark.parametrize("return_cache", [True, False], ids=["cache", "inference"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+def test_forward_splits_by_units_and_by_rows_give_the_same_bits(cell, dtype, return_cache, rng):
+    # Every output element of a step is the same in-order sum whichever thread computes it: splitting each
+    # step's hidden units over the threads or its batch rows gives the same bits. (The input projection of
+    # every step, one product split over the threads' rows in both, may round differently on one thread.)
+    inputs, _ = make_problem(rng, cell, dtype, **LARGE, lengths="with_zero")
+    fn = getattr(F, f"{cell.kind}_forward")
+    results = {}
+    for split in ("units", "rows"):
+        with rnnkit_threads(2, split):
+            results[split] = fn(**inputs, reverse=True, return_cache=return_cache, **dict(cell.options))[:-1]
+    for i, (a, b) in enumerate(zip(results["rows"], results["units"])):
+        if b is not None:
+            np.testing.assert_array_equal(a, b, err_msg=f"output {i}")
+
+
 @pytest.mark.parametrize("mod", [F, ref], ids=["functional", "reference"])
 @pytest.mark.parametrize("cell", CELL_PARAMS)
 def test_missing_state_gradients_equal_zeros(cell, mod, rng):
