@@ -10,6 +10,7 @@
 // so results do not depend on the row grouping, the thread count or the buffers' alignment.
 #pragma once
 
+#include <algorithm>
 #include <vector>
 
 #include "rnnkit/shapes.hpp"
@@ -32,17 +33,29 @@ struct PackedB {
   Index K = 0, n = 0;
   std::vector<S, Eigen::aligned_allocator<S>> data;
 
-  // b(k, j) gives B(k, j) for k < K, j < n.
-  template <class F>
-  void pack(Index K_, Index n_, const F& b) {
-    constexpr Index NR = PackTraits<S>::NR;
+  void reset(Index K_, Index n_) {
     K = K_, n = n_;
-    const Index panels = round_up(n, NR) / NR;
-    data.assign(static_cast<size_t>(panels * K * NR), S(0));
-    for (Index p = 0; p < panels; ++p)
-      for (Index k = 0; k < K; ++k) {
-        S* dst = data.data() + (p * K + k) * NR;
-        for (Index j = 0; j < NR && p * NR + j < n; ++j) dst[j] = b(k, p * NR + j);
+    data.assign(static_cast<size_t>(round_up(n, PackTraits<S>::NR) * K), S(0));
+  }
+
+  // B(k, j) = row(k)[j] for j < w, zeros for w <= j < n: each row of B lies contiguous in memory.
+  template <class F>
+  void pack_rows(Index K_, Index n_, Index w, const F& row) {
+    constexpr Index NR = PackTraits<S>::NR;
+    reset(K_, n_);
+    for (Index p = 0; p * NR < w; ++p)
+      for (Index k = 0; k < K; ++k) std::copy_n(row(k) + p * NR, std::min(NR, w - p * NR), data.data() + (p * K + k) * NR);
+  }
+  // B(k, j) = column(j)[k], zeros where column(j) is null: each column of B lies contiguous in memory
+  // (B is the transpose of a row-major matrix). Reads each column in order, writes its panel lane.
+  template <class F>
+  void pack_columns(Index K_, Index n_, const F& column) {
+    constexpr Index NR = PackTraits<S>::NR;
+    reset(K_, n_);
+    for (Index j = 0; j < n; ++j)
+      if (const S* src = column(j)) {
+        S* dst = data.data() + (j / NR) * K * NR + j % NR;
+        for (Index k = 0; k < K; ++k) dst[k * NR] = src[k];
       }
   }
   // Columns [j0, j0 + NR) of the panel starting at column j0 (a multiple of NR).

@@ -254,11 +254,11 @@ class RecurrentSlice {
       : W_(W), H_(H), K_(K < 0 ? H : K), j0_(j0), w_(w), ws_(round_up(w, PackTraits<S>::NR)), packed_(packed) {
     if (!packed) return;
     if (backward)
-      B_.pack(G * H, ws_, [&](Index k, Index u) { return u < w ? W[k * H + j0 + u] : S(0); });
+      B_.pack_rows(G * H, ws_, w, [&](Index k) { return W + k * H + j0; });
     else
-      B_.pack(K_, G * ws_, [&](Index i, Index c) {
+      B_.pack_columns(K_, G * ws_, [&](Index c) {
         const Index g = c / ws_, u = c % ws_;
-        return u < w ? W[(g * H + j0 + u) * K_ + i] : S(0);
+        return u < w ? W + (g * H + j0 + u) * K_ : nullptr;
       });
   }
   Index ws() const { return ws_; }
