@@ -19,6 +19,8 @@ struct GruCell {
   bool has_aux() const { return true; }
   // reset_after: the hidden side of the n gate sees dn * r, not dn
   bool has_dextra() const { return reset_after; }
+  // reset before the product asks for the n gate's product on its own
+  bool whole_products() const { return reset_after; }
 
   template <class S>
   void input_bias(const S* b_ih, const S* b_hh, Index H, S* out) const {

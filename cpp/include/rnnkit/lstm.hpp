@@ -14,6 +14,7 @@ struct LstmCell {
   static constexpr bool gates_are_state = false;
   bool has_aux() const { return true; }
   bool has_dextra() const { return false; }
+  bool whole_products() const { return true; }  // forward_step asks for every gate's product at once
 
   template <class S>
   void input_bias(const S* b_ih, const S* b_hh, Index H, S* out) const {

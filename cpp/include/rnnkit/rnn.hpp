@@ -13,6 +13,7 @@ struct RnnCell {
   bool relu = false;
   bool has_aux() const { return false; }
   bool has_dextra() const { return false; }
+  bool whole_products() const { return true; }
 
   template <class S>
   void input_bias(const S* b_ih, const S* b_hh, Index H, S* out) const {

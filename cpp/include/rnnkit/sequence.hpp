@@ -3,6 +3,7 @@
 //
 // A cell (rnn.hpp, lstm.hpp, gru.hpp) supplies only what one step computes:
 //   G, has_c, has_aux(), has_dextra()      its sizes and what it records
+//   whole_products()                       whether forward_step asks for every gate's W_hh product at once
 //   input_bias(b_ih, b_hh, out)            the bias folded into the input projection
 //   has_direct                             whether h_prev also reaches h_t outside W_hh (GRU)
 //   gates_are_state                        whether the activated gates are h_t itself (RNN): the cache
@@ -104,7 +105,7 @@ inline std::atomic<Index>& pack_threshold() {
 
 // One batch row of one forward step over a thread's hidden units [j0, j0 + w). Pointers into rows of
 // G*H values point at unit j0 of gate 0 (gate k lies k*H further on); `rec` holds the step's W_hh
-// products for these units, gate k at k*ws.
+// products for these units, gate k at k*ws (see RecurrentSlice::gate_stride).
 // Inference projects each step's input inside the time loop when a thread's share of W_ih and W_hh
 // stays in its cache (1 MiB); beyond that, one product over all steps reads W_ih once instead of T times
 // (measured: the GRU at C=512, H=1024 loses 6% fused).
@@ -116,7 +117,7 @@ inline bool fuse_projection(Index G, Index H, Index C, int threads) {
 template <class S>
 struct RowF {
   Index H, w, ws;
-  Index gs;          // gate k of `gates` at gates + k * gs (H in the cache; ws in inference's own buffer)
+  Index gs;          // gate k of `gates` at gates + k * gs (H in the cache; ws in inference's own buffer, laid out as rec)
   S* gates;          // in: input projection + folded bias; out: activated gates
   const S* rec;      // the W_hh products the cell asked for
   const S* b_hh;
@@ -244,31 +245,44 @@ inline bool split_rows(Index N, Index G, Index H, Index C_step, int threads) {
 }
 
 // One thread's columns of W_hh for the step products, packed once per call or read in place.
-//   forward:  rec[r, k*ws + u] = sum_i A(r, i) W_hh(k*H + j0 + u, i)        (A = h_rec or the cell's aux)
+//   forward:  rec[r, k*gs + u] = sum_i A(r, i) W_hh(k*H + j0 + u, i)        (A = h_rec or the cell's aux)
 //   backward: rec[r, u] (+)= sum_{k, i} A(r, k*H + i) W_hh(k*H + i, j0 + u)   (A = the gate gradients)
 //   (forward also serves W_ih [G*H, C] for inference, which projects each step's input the same way: K = C)
+// Forward gates lie gs = w apart ("compact": G*w columns padded once to whole panels) when the cell
+// always asks for the products of every gate at once; else each gate is padded to whole panels
+// (gs = w rounded up), so that any range of gates is a range of panels. An LSTM at H = 50 computes 224
+// columns compact, 256 padded.
 template <class S>
 class RecurrentSlice {
  public:
-  RecurrentSlice(const S* W, int G, Index H, Index j0, Index w, bool packed, bool backward, Index K = -1)
-      : W_(W), H_(H), K_(K < 0 ? H : K), j0_(j0), w_(w), ws_(round_up(w, PackTraits<S>::NR)), packed_(packed) {
+  RecurrentSlice(const S* W, int G, Index H, Index j0, Index w, bool packed, bool backward, Index K = -1,
+                 bool compact = false)
+      : W_(W), G_(G), H_(H), K_(K < 0 ? H : K), j0_(j0), w_(w), ws_(round_up(w, PackTraits<S>::NR)),
+        gs_(compact ? w : ws_), ld_(round_up(G * gs_, PackTraits<S>::NR)), packed_(packed) {
     if (!packed) return;
     if (backward)
       B_.pack_rows(G * H, ws_, w, [&](Index k) { return W + k * H + j0; });
     else
-      B_.pack_columns(K_, G * ws_, [&](Index c) {
-        const Index g = c / ws_, u = c % ws_;
-        return u < w ? W + (g * H + j0 + u) * K_ : nullptr;
+      B_.pack_columns(K_, ld_, [&](Index c) {
+        const Index g = c / gs_, u = c % gs_;
+        return g < G && u < w ? W + (g * H + j0 + u) * K_ : nullptr;
       });
   }
   Index ws() const { return ws_; }
+  // forward: where gate k's products start in a row of rec, and how long the row is
+  Index gate_stride() const { return gs_; }
+  Index row_length() const { return ld_; }
 
-  // rec[r, g0*ws : g1*ws) (+)= the products with rows a[r] of K values.
+  // rec[r, g0*gs : g1*gs) (+)= the products with rows a[r] of K values. Compact slices take all gates at once.
   void forward(Index m, const S* const* a, int g0, int g1, S* rec, Index ld, bool accumulate = false) const {
-    if (packed_) return packed_product(m, a, B_, 0, K_, g0 * ws_, g1 * ws_, rec, ld, accumulate);
+    if (packed_) return packed_product(m, a, B_, 0, K_, g0 * gs_, g1 == G_ ? ld_ : g1 * gs_, rec, ld, accumulate);
+    const bool contiguous = w_ == H_ && gs_ == H_ && g1 - g0 > 1;  // all units of these gates: one run of W and rec
     for (Index r = 0; r < m; ++r)
-      for (int g = g0; g < g1; ++g)
-        detail::dot_rows(a[r], W_ + (g * H_ + j0_) * K_, K_, w_, K_, rec + r * ld + g * ws_, accumulate);
+      if (contiguous)
+        detail::dot_rows(a[r], W_ + g0 * H_ * K_, K_, (g1 - g0) * H_, K_, rec + r * ld + g0 * gs_, accumulate);
+      else
+        for (int g = g0; g < g1; ++g)
+          detail::dot_rows(a[r], W_ + (g * H_ + j0_) * K_, K_, w_, K_, rec + r * ld + g * gs_, accumulate);
   }
   // rec[r, 0 : ws) (+)= rows a[r] (starting at gate k0) over gates [k0, k1).
   void backward(Index m, const S* const* a, int k0, int k1, S* rec, Index ld, bool accumulate) const {
@@ -279,7 +293,8 @@ class RecurrentSlice {
 
  private:
   const S* W_;
-  Index H_, K_, j0_, w_, ws_;
+  int G_;
+  Index H_, K_, j0_, w_, ws_, gs_, ld_;
   bool packed_;
   PackedB<S> B_;
 };
@@ -287,14 +302,14 @@ class RecurrentSlice {
 // What a cell's forward_step sees of one step (see the top of this file).
 template <class S>
 struct ForwardStep {
-  Index H, w, ws, m, N;
+  Index H, w, ws, ld, m, N;  // ws: gate stride of rec, ld: its row length
   int nt;
   const std::vector<Index>& order;
   const RecurrentSlice<S>& W;
   const S* h_rec_rows;    // [N, H] at this time, unit 0: the source of the W_hh products
   const S* aux_rows;      // [N, H] at this time, unit 0 (cells with has_aux())
   std::vector<const S*>& a_rows;
-  S* rec;                 // [m, G*ws]
+  S* rec;                 // [m, ld]
   RowF<S> proto;          // pointers of row 0 / position 0; rows() offsets them
   S* gates_time;          // gates [N, G*H] at unit j0 (rows by batch row), or inference's [m, ld] (by position)
   Index gates_ld;
@@ -310,7 +325,7 @@ struct ForwardStep {
   // rec[:, g0*ws : g1*ws) = W_hh products of gates [g0, g1) with the rows of src ([N, H] at this time)
   void product(const S* src, int g0, int g1) {
     for (Index i = 0; i < m; ++i) a_rows[i] = src + order[i] * H;
-    W.forward(m, a_rows.data(), g0, g1, rec, G * ws);
+    W.forward(m, a_rows.data(), g0, g1, rec, ld);
   }
   template <class F>
   void rows(const F& f) {
@@ -318,7 +333,7 @@ struct ForwardStep {
       const Index n = order[i];
       RowF<S> r = proto;
       r.gates = gates_time + (gates_by_position ? i : n) * gates_ld;
-      r.rec = rec + i * G * ws;
+      r.rec = rec + i * ld;
       r.aux = aux_t ? aux_t + n * H : nullptr;
       r.h_prev = h_in + n * H;
       r.h_rec = h_rec + n * H;
@@ -421,15 +436,15 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
     const auto slice = share(H, by_rows ? 0 : tid, team);
     const Index j0 = slice.first, j1 = slice.second;
     const Index wu = j1 - j0;
-    const RecurrentSlice<S> W(w.W_hh, G, H, j0, wu, packed, false);
-    const Index ws = W.ws();
-    // inference: this thread's columns of W_ih too, and its units' gates of one step
-    const RecurrentSlice<S> Wx(fused ? w.W_ih : nullptr, G, H, j0, wu, packed && fused, false, C);
-    std::vector<S> x_gates(fused ? static_cast<size_t>(N * G * ws) : 0), x_bias(fused ? G * ws : 0);
+    const RecurrentSlice<S> W(w.W_hh, G, H, j0, wu, packed, false, H, cell.whole_products());
+    const Index ws = W.gate_stride(), ld = W.row_length();
+    // inference: this thread's columns of W_ih too (laid out as W's), and its units' gates of one step
+    const RecurrentSlice<S> Wx(fused ? w.W_ih : nullptr, G, H, j0, wu, packed && fused, false, C, cell.whole_products());
+    std::vector<S> x_gates(fused ? static_cast<size_t>(N * ld) : 0), x_bias(fused ? ld : 0);
     for (Index k = 0; fused && k < G; ++k)
       for (Index u = 0; u < wu; ++u) x_bias[k * ws + u] = bias[k * H + j0 + u];
     std::vector<const S*> x_rows(fused ? static_cast<size_t>(N) : 0);
-    std::vector<S> rec(static_cast<size_t>(N * G * ws)), c_a(Cell::has_c ? N * wu : 0), c_b(c_a.size());
+    std::vector<S> rec(static_cast<size_t>(N * ld)), c_a(Cell::has_c ? N * wu : 0), c_b(c_a.size());
     std::vector<const S*> a_rows(static_cast<size_t>(N));
     S *c_in = c_a.data(), *c_out = c_b.data();
     auto units = [&](auto* p, Index n, Index stride) { return view(p + n * stride + j0, 1, wu); };
@@ -461,14 +476,14 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
       S* aux_t = aux_slot(s);
       // the step's input projection: the cache's row, or (inference) computed here for this thread's units
       S* gates_t = fused ? x_gates.data() : b.gates + t * N * GH + j0;
-      const Index gates_ld = fused ? G * ws : GH;
+      const Index gates_ld = fused ? ld : GH;
       if (fused && m > 0) {
         for (Index i = 0; i < m; ++i) x_rows[i] = b.x + (t * N + ord.rows[i]) * C;
         for (Index i = 0; i < m; ++i) std::copy(x_bias.begin(), x_bias.end(), gates_t + i * gates_ld);
         Wx.forward(m, x_rows.data(), 0, G, gates_t, gates_ld, true);
       }
       if (m > 0) {
-        ForwardStep<S> step{H,     wu,        ws,       m,        N,           team, ord.rows, W, h_rec,
+        ForwardStep<S> step{H,     wu,        ws,       ld,       m,        N,           team, ord.rows, W, h_rec,
                             aux_t, a_rows,    rec.data(), RowF<S>{H, wu, ws, fused ? ws : H, nullptr, nullptr, w.b_hh + j0},
                             gates_t, gates_ld, fused, aux_t ? aux_t + j0 : nullptr, h_in + j0, h_rec + j0,
                             c_in, h_out + j0, c_out, G};
