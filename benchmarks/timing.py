@@ -37,6 +37,8 @@ def interleaved(fns, repeats, min_time, units=1, keep_first=False, settle=0.0):
             fns[name]()
             dt = time.perf_counter() - t0
         number[name] = max(1, math.ceil(min_time / max(dt, 1e-9))) if min_time > 0 else 1
+        if settle > 0:
+            time.sleep(settle)  # the warm-up's thread pools too, or the first timed peer runs beside them
     samples = {name: [] for name in names}
     for r in range(max(repeats.values(), default=0)):
         order = names[r % len(names):] + names[:r % len(names)]
