@@ -16,9 +16,9 @@ def interleaved(fns, repeats, min_time, units=1, keep_first=False, settle=0.0):
     min_time: seconds one repeat should last at least (fn is called `number` times in a row per repeat,
     `number` calibrated once per peer); units: how many units of work one call does (streaming blocks).
     Within each repeat every peer runs once, the starting peer rotating, so machine noise hits all alike.
-    settle: seconds of pause after each peer's turn. Thread pools keep spinning on the cores after their
-    work is done (OpenBLAS for about 0.1 s, ONNX Runtime and OpenMP runtimes for less), which would slow
-    whichever peer runs next; the pause lets them go idle, so each peer is timed on quiet cores.
+    settle: seconds of pause after each peer's turn and after its warm-up. Thread pools keep spinning on the
+    cores after their work is done (OpenBLAS for about 0.1 s, ONNX Runtime and OpenMP runtimes for less),
+    which would slow whichever peer runs next; the pause lets them go idle, so each peer is timed on quiet cores.
     The garbage collector is off during a round of repeats (as in timeit) and runs between rounds.
     Returns {name: {"samples": [seconds per unit, one per repeat], "number": calls per repeat}}, plus
     "first": what the first (warm-up) call returned if keep_first.

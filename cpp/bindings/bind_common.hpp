@@ -220,8 +220,9 @@ Weights<S> checked_weights(const Dims& d, const py::array& W_ih, const py::array
           checked<S>(b_ih, "b_ih", {GH}, "[G*H]"), checked<S>(b_hh, "b_hh", {GH}, "[G*H]")};
 }
 
-// Returns (y, h_n, c_n or None, cache): cache is a dict of the arrays backward needs, or None when
-// keep_cache is false (inference: small working buffers instead, see ForwardBuffers).
+// Returns (y, h_n, c_n or None, cache, inputs): cache is a dict of the arrays backward needs and inputs
+// (x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask) as given, both None when keep_cache is false
+// (inference: small working buffers instead, see ForwardBuffers).
 template <class S, class Cell>
 py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W_ih, const py::array& W_hh,
                         const py::array& b_ih, const py::array& b_hh, const py::object& h0, const py::object& c0,
@@ -278,7 +279,8 @@ py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W
     std::copy(b.h_n, b.h_n + N * H, mut(h_last));
     arrays["h_last"] = h_last;
   }
-  return py::make_tuple(y, h_n, c_n, keep_cache ? py::object(arrays) : py::object(py::none()));
+  if (!keep_cache) return py::make_tuple(y, h_n, c_n, py::none(), py::none());
+  return py::make_tuple(y, h_n, c_n, arrays, py::make_tuple(x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask));
 }
 
 inline py::object item(const py::dict& d, const char* key) {
@@ -366,10 +368,7 @@ void bind_cell(py::module_& m, const char* name, MakeCell make_cell) {
                                   optional_float_array(c0, "c0"),
                                   lengths, recurrent_mask, reverse, keep_cache);
         };
-        py::tuple out = is_f32(x) ? run(0.0f) : run(0.0);
-        py::object inputs = keep_cache ? py::object(py::make_tuple(x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask))
-                                       : py::object(py::none());
-        return py::make_tuple(out[0], out[1], out[2], out[3], inputs);
+        return is_f32(x) ? run(0.0f) : run(0.0);
       },
       arg("x"), arg("W_ih"), arg("W_hh"), arg("b_ih"), arg("b_hh"), arg("h0").none(true), arg("c0").none(true),
       arg("lengths").none(true), arg("recurrent_mask").none(true), arg("reverse"), arg("options"),
