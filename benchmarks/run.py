@@ -74,6 +74,8 @@ class Profile:
     cells: tuple = K.CELLS
     stream_cells: tuple = K.STREAM_CELLS
     settle: float = 0.2  # seconds between peers' turns (timing.interleaved)
+    idle_calls: int = 15  # streaming steps timed one by one after a pause (measure_after_idle)
+    idle_pause: float = 0.05  # seconds of that pause
 
     def skip_reason(self, peer, mode, point):
         return self.skip.get((peer, mode, point)) or self.skip.get(("*", mode, point))
@@ -85,13 +87,13 @@ PROFILES = {
                     skip={("reference", "inference", K.LARGE): "too slow at H=1024 (measured for training)"}),
     "quick": Profile(grid=K.GRID, large=K.LARGE, varlen=K.VARLEN, stream_H=K.STREAM_H, stream_steps=600,
                      stream_block=50, repeats=3, ref_repeats=1, min_time=0.05, memory_points=(K.LARGE,),
-                     memory_cells=("lstm",),
+                     memory_cells=("lstm",), idle_calls=5,
                      skip={("reference", "inference", K.LARGE): "too slow at H=1024",
                            ("*", "training", K.LARGE): "H=1024 training not in --quick"}),
     "smoke": Profile(grid=((3, 4, 2, 5, 3),), large=(3, 4, 2, 5, 3), varlen=(3, 4, 1, 8, 3), stream_H=(8,),
                      stream_steps=20, stream_block=5, repeats=3, ref_repeats=2, min_time=0.0,
                      memory_points=((3, 4, 1, 5, 3),), memory_cells=("lstm",), cells=("gru",),
-                     stream_cells=("lstm",), settle=0.0),
+                     stream_cells=("lstm",), settle=0.0, idle_calls=2, idle_pause=0.001),
 }
 
 MODES = ("inference", "training")
@@ -326,6 +328,21 @@ def numpy_matvec_baseline(case, block):
     return run, W.nbytes
 
 
+def measure_after_idle(fns, calls, pause):
+    """One streaming step per call of each fn, timed alone after `pause` seconds of idle (a stream whose
+    samples arrive every `pause` seconds: the threads of every peer have gone to sleep, its caches are
+    cold). Peers take turns; returns {name: [seconds of each call]}."""
+    names = list(fns)
+    times = {name: [] for name in names}
+    for r in range(calls):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(pause)
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
 def measure_stream(peers, cell, H, prof):
     case = K.stream_case(cell, H)
     xs = K.stream_inputs(case, prof.stream_steps)
@@ -342,18 +359,28 @@ def measure_stream(peers, cell, H, prof):
            "background_cores": load.cores(), "weight_bytes": weight_bytes, "peers": {}}
     floor = summary(raw.pop(MATVEC)["samples"])["median_s"]
     rec["matvec_us"] = floor * 1e6
-    base = summary(raw["rnnkit"]["samples"])["median_s"] if "rnnkit" in raw else None
-    if base:
+    rec["peers"] = _stream_summaries({name: r["samples"] for name, r in raw.items()})
+    if "rnnkit" in rec["peers"]:
         # the weights read per second, and the matrix-vector floor as a fraction of the whole step
+        base = rec["peers"]["rnnkit"]["median_s"]
         rec["rnnkit_weight_gb_s"] = weight_bytes / base / 1e9
         rec["rnnkit_of_matvec"] = floor / base
-    for name, r in raw.items():
-        s = summary(r["samples"])
+    # the same step when the stream pauses between samples
+    steps = {p.name: p.stream(case, xs, 1) for p in peers}
+    idle = measure_after_idle({n: fn for n, fn in steps.items() if fn is not None}, prof.idle_calls, prof.idle_pause)
+    rec["after_idle"] = {"pause_s": prof.idle_pause, "peers": _stream_summaries(idle)}
+    return rec
+
+
+def _stream_summaries(samples):
+    """{name: [seconds per step, one a sample]} -> {name: its summary, with median_us and (given rnnkit) rnnkit_speedup}"""
+    out = {name: summary(v) for name, v in samples.items()}
+    base = out["rnnkit"]["median_s"] if "rnnkit" in out else None
+    for s in out.values():
         s["median_us"] = s["median_s"] * 1e6
         if base:
             s["rnnkit_speedup"] = s["median_s"] / base
-        rec["peers"][name] = s
-    return rec
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -529,6 +556,18 @@ def print_report(out, peer_names):
                 + ["matvec us", "% matvec", "GB/s", "bg"], rows))
     print("  matvec: numpy.matmul of the step's weights [G*H, C+H] by a vector, which reads each weight once;"
           " GB/s: the weights rnnkit reads per second")
+    rows = []
+    for s in out["streaming"]:
+        idle = s.get("after_idle", {}).get("peers", {})
+        row = [f"{s['cell']} H{s['H']}", _num(idle.get("rnnkit", {}).get("median_us"), ".0f")]
+        for o in others:
+            q = idle.get(o)
+            row += [_num(q and q["median_us"], ".0f"), _num(q and q.get("rnnkit_speedup"), ".2f")]
+        rows.append(row)
+    if any(s.get("after_idle") for s in out["streaming"]):
+        pause = out["streaming"][0]["after_idle"]["pause_s"]
+        print(f"\n== streaming after idle: one step {pause * 1e3:.0f} ms after the last (microseconds, median of calls) ==")
+        print(table(["case", "rnnkit us"] + [h for o in others for h in (f"{o} us", "ratio")], rows))
 
     print("\n== numpy.matmul float32 throughput on the kernels' products ==")
     rows = [[f"[{g['M']},{g['K']}]x[{g['K']},{g['N']}]", _num(g["median_s"] * 1e6, ".1f"), _num(g["gflops"], ".1f")]

@@ -86,6 +86,13 @@ def test_streaming_records(results):
         G = {"rnn": 1, "gru": 3, "lstm": 4}[s["cell"]]
         assert s["weight_bytes"] == 4 * G * s["H"] * (s["C"] + s["H"])
         assert s["matvec_us"] > 0 and s["rnnkit_of_matvec"] > 0 and s["rnnkit_weight_gb_s"] > 0
+        # the same step timed call by call after a pause, every peer that streams
+        idle = s["after_idle"]
+        assert idle["pause_s"] > 0 and set(idle["peers"]) == set(s["peers"])
+        for q in idle["peers"].values():
+            assert q["repeats"] == len(q["samples_s"]) == bench.PROFILES["smoke"].idle_calls
+            assert q["median_us"] > 0 and q["rnnkit_speedup"] > 0
+        assert idle["peers"]["rnnkit"]["rnnkit_speedup"] == 1.0
 
 
 def test_memory_records(results):
