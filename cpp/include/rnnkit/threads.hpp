@@ -1,14 +1,30 @@
 // The kernels' thread team: one parallel region per kernel call, split over
 // batch rows (recurrence) or matrix rows (projections, weight gradients).
+//
+// The team's threads meet at barriers of their own (TeamBarrier), not OpenMP's: a waiting thread spins
+// briefly, then yields its core. On a machine whose other cores have gone idle, the kernel wakes a
+// sleeping OpenMP thread on the caller's own core (Linux counts a halted virtual CPU as busy); a waiter
+// that only spins there (as OpenMP's barriers do, for milliseconds) keeps the thread it waits for off
+// the core. Measured on a 2-core virtual machine, an LSTM step at H = 512 and batch 1 called every 100 ms
+// took 11.7 ms (median) with OpenMP's barriers, 0.8 ms with these and the move below. For the same
+// reason a woken thread that finds itself on the caller's core moves to another core the process may
+// use, and the team meets once more at the end of each region, before OpenMP's own (spinning) join.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
+#include <thread>
 #include <utility>
 
 #include "rnnkit/shapes.hpp"
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#if defined(__linux__)
+#include <sched.h>
+#endif
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#include <immintrin.h>
 #endif
 
 namespace rnnkit {
@@ -32,13 +48,90 @@ inline bool have_openmp() {
 #endif
 }
 
+namespace detail {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// The barrier of one parallel() team: the last thread to arrive opens the next phase. Waiters spin
+// `spins` times (about 10 us), then yield between checks.
+class TeamBarrier {
+ public:
+  void wait(int n) {
+    const unsigned phase = phase_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
+      count_.store(0, std::memory_order_relaxed);
+      phase_.store(phase + 1, std::memory_order_release);
+      return;
+    }
+    for (int i = 0; phase_.load(std::memory_order_acquire) == phase; ++i) {
+      if (i < spins)
+        cpu_relax();
+      else
+        std::this_thread::yield();
+    }
+  }
+
+ private:
+  static constexpr int spins = 400;
+  alignas(64) std::atomic<int> count_{0};  // the two on lines of their own: a waiter reads phase_ in a loop
+  alignas(64) std::atomic<unsigned> phase_{0};
+};
+
+// The team this thread belongs to while it runs a parallel() body.
+inline TeamBarrier*& current_team() {
+  static thread_local TeamBarrier* team = nullptr;
+  return team;
+}
+
+// The core the calling thread runs on, or -1 where that is not known.
+inline int current_cpu() {
+#if defined(__linux__)
+  return sched_getcpu();
+#else
+  return -1;
+#endif
+}
+
+// Moves the calling thread off core `cpu` to another core it may use, then allows it every core it had.
+inline void leave_cpu(int cpu) {
+#if defined(__linux__)
+  if (cpu < 0 || sched_getcpu() != cpu) return;
+  cpu_set_t allowed, others;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 || !CPU_ISSET(cpu, &allowed)) return;
+  others = allowed;
+  CPU_CLR(cpu, &others);
+  if (CPU_COUNT(&others) > 0 && sched_setaffinity(0, sizeof(others), &others) == 0)
+    sched_setaffinity(0, sizeof(allowed), &allowed);
+#else
+  (void)cpu;
+#endif
+}
+
+}  // namespace detail
+
 // Runs body(tid, nt) on nt threads; serially (tid 0 of 1) when nt == 1 or without OpenMP.
 template <class F>
 inline void parallel(int nt, F&& body) {
 #ifdef _OPENMP
   if (nt > 1) {
+    detail::TeamBarrier team;
+    const int caller_cpu = detail::current_cpu();
 #pragma omp parallel num_threads(nt)
-    body(omp_get_thread_num(), omp_get_num_threads());
+    {
+      const int tid = omp_get_thread_num(), n = omp_get_num_threads();
+      if (tid > 0) detail::leave_cpu(caller_cpu);
+      detail::TeamBarrier* outer = detail::current_team();
+      detail::current_team() = &team;
+      body(tid, n);
+      if (n > 1) team.wait(n);
+      detail::current_team() = outer;
+    }
     return;
   }
 #endif
@@ -47,13 +140,7 @@ inline void parallel(int nt, F&& body) {
 
 // Called by every thread of the team that parallel() started.
 inline void barrier(int nt) {
-#ifdef _OPENMP
-  if (nt > 1) {
-#pragma omp barrier
-  }
-#else
-  (void)nt;
-#endif
+  if (nt > 1) detail::current_team()->wait(nt);
 }
 
 // Whether small calls still use every thread (for tests of the multi-threaded paths on small problems).
