@@ -12,6 +12,7 @@ The reference itself is checked against central finite differences (test_referen
 finite_differences), so an error in the gradient equations cannot hide by being made in both places.
 """
 
+import concurrent.futures
 from typing import NamedTuple
 
 import numpy as np
@@ -303,6 +304,29 @@ def test_repeated_calls_are_bitwise_identical(cell, dtype, step_threads, rng):
         again = {**out, **backward(F, cell, cache, **douts)}
         for name in first:
             np.testing.assert_array_equal(again[name], first[name], err_msg=f"call {i + 2}: {name}")
+
+
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+def test_calls_from_many_threads_at_once(cell, step_threads, rng):
+    # Python threads calling at the same time (the kernels release the GIL) each get a thread team of their
+    # own: every call must give the bits of the same call made alone. 4 callers on this machine's cores
+    # also oversubscribe them, so teams wait for threads that other teams keep off the cores.
+    inputs, douts = make_problem(rng, cell, np.float32, **LARGE, lengths="mixed")
+    out, cache = forward(F, cell, **inputs)
+    alone = {**out, **backward(F, cell, cache, **douts)}
+
+    def call(_):
+        results = []
+        for _ in range(10):
+            out, cache = forward(F, cell, **inputs)
+            results.append({**out, **backward(F, cell, cache, **douts)})
+        return results
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for caller, results in enumerate(pool.map(call, range(4))):
+            for i, result in enumerate(results):
+                for name in alone:
+                    np.testing.assert_array_equal(result[name], alone[name], err_msg=f"caller {caller}, call {i}: {name}")
 
 
 @pytest.mark.parametrize("return_cache", [True, False], ids=["cache", "inference"])
