@@ -373,7 +373,8 @@ def measure_stream(peers, cell, H, prof):
 
 
 def _stream_summaries(samples):
-    """{name: [seconds per step, one a sample]} -> {name: its summary, with median_us and (given rnnkit) rnnkit_speedup}"""
+    """{name: [seconds per step, one a sample]} -> {name: its summary, with median_us and, when rnnkit is
+    among them, rnnkit_speedup}"""
     out = {name: summary(v) for name, v in samples.items()}
     base = out["rnnkit"]["median_s"] if "rnnkit" in out else None
     for s in out.values():
