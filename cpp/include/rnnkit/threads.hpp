@@ -1,20 +1,21 @@
 // The kernels' thread team: one parallel region per kernel call, split over
 // batch rows (recurrence) or matrix rows (projections, weight gradients).
 //
-// The team's threads meet at barriers of their own (TeamBarrier), not OpenMP's: a waiting thread spins
-// briefly, then yields its core. On a machine whose other cores have gone idle, the kernel wakes a
-// sleeping OpenMP thread on the caller's own core (Linux counts a halted virtual CPU as busy); a waiter
-// that only spins there (as OpenMP's barriers do, for milliseconds) keeps the thread it waits for off
-// the core. Measured on a 2-core virtual machine, an LSTM step at H = 512 and batch 1 called every 100 ms
-// took 11.7 ms (median) with OpenMP's barriers, 0.8 ms with these and the move below. For the same
-// reason a woken thread that finds itself on the caller's core moves to another core the process may
-// use, and the team meets once more at the end of each region, before OpenMP's own (spinning) join.
+// The team's threads meet at barriers of their own (TeamBarrier), not OpenMP's. On a machine whose other
+// cores have gone idle, a kernel call wakes a sleeping OpenMP thread on the caller's own core (Linux counts
+// a halted virtual CPU as busy); a waiter that only spins there (as OpenMP's barriers do, for
+// milliseconds) keeps the thread it waits for off the core. Measured on a 2-core virtual machine, an LSTM
+// step at H = 512 and batch 1 called every 100 ms took 11.7 ms (median) with OpenMP's barriers, 0.8 ms
+// with these and the move below. So a waiter yields its core to a thread that has not started yet, a
+// woken thread that finds itself on the caller's core moves to another core the process may use, and
+// the team meets once more at the end of each region, before OpenMP's own (spinning) join.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "rnnkit/shapes.hpp"
 #ifdef _OPENMP
@@ -58,37 +59,6 @@ inline void cpu_relax() {
 #endif
 }
 
-// The barrier of one parallel() team: the last thread to arrive opens the next phase. Waiters spin
-// `spins` times (about 10 us), then yield between checks.
-class TeamBarrier {
- public:
-  void wait(int n) {
-    const unsigned phase = phase_.load(std::memory_order_acquire);
-    if (count_.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
-      count_.store(0, std::memory_order_relaxed);
-      phase_.store(phase + 1, std::memory_order_release);
-      return;
-    }
-    for (int i = 0; phase_.load(std::memory_order_acquire) == phase; ++i) {
-      if (i < spins)
-        cpu_relax();
-      else
-        std::this_thread::yield();
-    }
-  }
-
- private:
-  static constexpr int spins = 400;
-  alignas(64) std::atomic<int> count_{0};  // the two on lines of their own: a waiter reads phase_ in a loop
-  alignas(64) std::atomic<unsigned> phase_{0};
-};
-
-// The team this thread belongs to while it runs a parallel() body.
-inline TeamBarrier*& current_team() {
-  static thread_local TeamBarrier* team = nullptr;
-  return team;
-}
-
 // The core the calling thread runs on, or -1 where that is not known.
 inline int current_cpu() {
 #if defined(__linux__)
@@ -96,6 +66,85 @@ inline int current_cpu() {
 #else
   return -1;
 #endif
+}
+
+// The cores this process may use (counted once).
+inline int available_cpus() {
+  static const int n = [] {
+#if defined(__linux__)
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0) return std::max(1, CPU_COUNT(&allowed));
+#endif
+    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  }();
+  return n;
+}
+
+// The threads of every parallel() team running in this process now.
+inline std::atomic<int>& active_threads() {
+  static std::atomic<int> n{0};
+  return n;
+}
+
+// The barrier of one parallel() team: the last thread to arrive opens the next phase. A waiter spins
+// (like OpenMP's), and after about 10 us yields its core between checks only when the thread it may be
+// waiting for cannot run elsewhere: one that has not started yet (woken onto this core, see the top of the
+// file), one last seen on this core, or any when the teams have more threads than the process has cores.
+// A waiter whose team runs on cores of its own never yields: on a core shared with another busy process a
+// yield hands that process a whole time slice.
+class TeamBarrier {
+ public:
+  explicit TeamBarrier(int nt) : cores_(static_cast<size_t>(nt)) {}
+
+  // thread tid is running (on the core it reports)
+  void started(int tid) { cores_[tid].value.store(current_cpu(), std::memory_order_relaxed); }
+
+  void wait(int tid, int n) {
+    const int core = current_cpu();
+    cores_[tid].value.store(core, std::memory_order_relaxed);
+    const unsigned phase = phase_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
+      count_.store(0, std::memory_order_relaxed);
+      phase_.store(phase + 1, std::memory_order_release);
+      return;
+    }
+    for (int i = 1; phase_.load(std::memory_order_acquire) == phase; ++i) {
+      if (i >= spins && i % 64 == 0 && should_yield(tid, core, n))
+        std::this_thread::yield();
+      else
+        cpu_relax();
+    }
+  }
+
+ private:
+  static constexpr int spins = 400;
+  static constexpr int not_started = -2;
+
+  bool should_yield(int tid, int core, int n) const {
+    if (active_threads().load(std::memory_order_relaxed) > available_cpus()) return true;
+    for (int k = 0; k < n; ++k) {
+      const int c = cores_[k].value.load(std::memory_order_relaxed);
+      if (k != tid && (c == not_started || (c >= 0 && c == core))) return true;
+    }
+    return false;
+  }
+
+  struct alignas(64) Core {
+    std::atomic<int> value{not_started};
+  };
+  std::vector<Core> cores_;                 // where each thread last reported from
+  alignas(64) std::atomic<int> count_{0};  // count_ and phase_ on lines of their own: waiters read phase_ in a loop
+  alignas(64) std::atomic<unsigned> phase_{0};
+};
+
+// The team this thread belongs to while it runs a parallel() body, and its number in it.
+struct TeamSeat {
+  TeamBarrier* team = nullptr;
+  int tid = 0;
+};
+inline TeamSeat& current_seat() {
+  static thread_local TeamSeat seat;
+  return seat;
 }
 
 // Moves the calling thread off core `cpu` to another core it may use, then allows it every core it had.
@@ -120,18 +169,21 @@ template <class F>
 inline void parallel(int nt, F&& body) {
 #ifdef _OPENMP
   if (nt > 1) {
-    detail::TeamBarrier team;
+    detail::TeamBarrier team(nt);
     const int caller_cpu = detail::current_cpu();
+    detail::active_threads() += nt;
 #pragma omp parallel num_threads(nt)
     {
       const int tid = omp_get_thread_num(), n = omp_get_num_threads();
       if (tid > 0) detail::leave_cpu(caller_cpu);
-      detail::TeamBarrier* outer = detail::current_team();
-      detail::current_team() = &team;
+      team.started(tid);
+      const detail::TeamSeat outer = detail::current_seat();
+      detail::current_seat() = {&team, tid};
       body(tid, n);
-      if (n > 1) team.wait(n);
-      detail::current_team() = outer;
+      if (n > 1) team.wait(tid, n);
+      detail::current_seat() = outer;
     }
+    detail::active_threads() -= nt;
     return;
   }
 #endif
@@ -140,7 +192,7 @@ inline void parallel(int nt, F&& body) {
 
 // Called by every thread of the team that parallel() started.
 inline void barrier(int nt) {
-  if (nt > 1) detail::current_team()->wait(nt);
+  if (nt > 1) detail::current_seat().team->wait(detail::current_seat().tid, nt);
 }
 
 // Whether small calls still use every thread (for tests of the multi-threaded paths on small problems).
