@@ -2,13 +2,13 @@
 // batch rows (recurrence) or matrix rows (projections, weight gradients).
 //
 // The team's threads meet at barriers of their own (TeamBarrier), not OpenMP's. On a machine whose other
-// cores have gone idle, a kernel call wakes a sleeping OpenMP thread on the caller's own core (Linux counts
-// a halted virtual CPU as busy); a waiter that only spins there (as OpenMP's barriers do, for
-// milliseconds) keeps the thread it waits for off the core. Measured on a 2-core virtual machine, an LSTM
-// step at H = 512 and batch 1 called every 100 ms took 11.7 ms (median) with OpenMP's barriers, 0.8 ms
-// with these and the move below. So a waiter yields its core to a thread that has not started yet, a
-// woken thread that finds itself on the caller's core moves to another core the process may use, and
-// the team meets once more at the end of each region, before OpenMP's own (spinning) join.
+// cores have gone idle, the scheduler often puts the sleeping OpenMP thread a kernel call wakes on the
+// caller's own core; a waiter that only spins there (as OpenMP's barriers do, for milliseconds) keeps the
+// thread it waits for off the core. Measured on a 2-core virtual machine, an LSTM step at H = 512 and
+// batch 1 called every 100 ms took 11.7 ms (median) with OpenMP's barriers, 0.7 ms with these and the
+// move below. So a waiter yields its core to a thread that has not started yet, a woken thread that
+// finds itself on the caller's core moves to another core the process may use, and the team meets once
+// more at the end of each region, before OpenMP's own (spinning) join.
 #pragma once
 
 #include <algorithm>
@@ -108,7 +108,7 @@ class TeamBarrier {
       phase_.store(phase + 1, std::memory_order_release);
       return;
     }
-    for (int i = 1; phase_.load(std::memory_order_acquire) == phase; ++i) {
+    for (unsigned i = 1; phase_.load(std::memory_order_acquire) == phase; ++i) {
       if (i >= spins && i % 64 == 0 && should_yield(tid, core, n))
         std::this_thread::yield();
       else
@@ -117,7 +117,7 @@ class TeamBarrier {
   }
 
  private:
-  static constexpr int spins = 400;
+  static constexpr unsigned spins = 400;
   static constexpr int not_started = -2;
 
   bool should_yield(int tid, int core, int n) const {
