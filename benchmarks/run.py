@@ -557,15 +557,15 @@ def print_report(out, peer_names):
                 + ["matvec us", "% matvec", "GB/s", "bg"], rows))
     print("  matvec: numpy.matmul of the step's weights [G*H, C+H] by a vector, which reads each weight once;"
           " GB/s: the weights rnnkit reads per second")
-    rows = []
-    for s in out["streaming"]:
-        idle = s.get("after_idle", {}).get("peers", {})
-        row = [f"{s['cell']} H{s['H']}", _num(idle.get("rnnkit", {}).get("median_us"), ".0f")]
-        for o in others:
-            q = idle.get(o)
-            row += [_num(q and q["median_us"], ".0f"), _num(q and q.get("rnnkit_speedup"), ".2f")]
-        rows.append(row)
     if any(s.get("after_idle") for s in out["streaming"]):
+        rows = []
+        for s in out["streaming"]:
+            idle = s.get("after_idle", {}).get("peers", {})
+            row = [f"{s['cell']} H{s['H']}", _num(idle.get("rnnkit", {}).get("median_us"), ".0f")]
+            for o in others:
+                q = idle.get(o)
+                row += [_num(q and q["median_us"], ".0f"), _num(q and q.get("rnnkit_speedup"), ".2f")]
+            rows.append(row)
         pause = out["streaming"][0]["after_idle"]["pause_s"]
         print(f"\n== streaming after idle: one step {pause * 1e3:.0f} ms after the last (microseconds, median of calls) ==")
         print(table(["case", "rnnkit us"] + [h for o in others for h in (f"{o} us", "ratio")], rows))

@@ -429,8 +429,7 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
     }
     // the threads that share a step (all, splitting the hidden units; or this one alone with its own rows)
     const int team = by_rows ? 1 : nt;
-    const RowOrder own = by_rows ? RowOrder(order, tid, nt) : RowOrder(nullptr, 0, 0);
-    const RowOrder& ord = by_rows ? own : order;
+    const RowOrder ord(order, by_rows ? tid : 0, by_rows ? nt : 1);  // the rows this thread runs (all when split by units)
     const Index rows = static_cast<Index>(ord.rows.size());
     // this thread's hidden units
     const auto slice = share(H, by_rows ? 0 : tid, team);
