@@ -80,8 +80,9 @@ def backward(mod, cell, cache, dy, dh_n=None, dc_n=None):
 # --------------------------------------------------------------------------------------------------
 
 SMALL = dict(T=7, N=5, C=3, H=4)
-# odd N (33 rows over 2 threads: 17 + 16) and H, C large enough for the kernels' blocked paths
-LARGE = dict(T=20, N=33, C=16, H=32)
+# odd N (33 rows over 2 threads: 17 + 16) and H, C large enough for the kernels' blocked paths; C = 70
+# gives each of 2 threads more than a panel of dx columns (computed inside the backward's time loop)
+LARGE = dict(T=20, N=33, C=70, H=32)
 
 LENGTHS_KINDS = ["none", "mixed", "with_zero"]
 

@@ -247,7 +247,8 @@ inline bool split_rows(Index N, Index G, Index H, Index C_step, int threads) {
 // One thread's columns of W_hh for the step products, packed once per call or read in place.
 //   forward:  rec[r, k*gs + u] = sum_i A(r, i) W_hh(k*H + j0 + u, i)        (A = h_rec or the cell's aux)
 //   backward: rec[r, u] (+)= sum_{k, i} A(r, k*H + i) W_hh(k*H + i, j0 + u)   (A = the gate gradients)
-//   (forward also serves W_ih [G*H, C] for inference, which projects each step's input the same way: K = C)
+//   (forward also serves W_ih [G*H, C] for inference, which projects each step's input the same way, and
+//   backward serves it for dx = dG W_ih: K = C, the row length of W)
 // Forward gates lie gs = w apart ("compact": G*w columns padded once to whole panels) when the cell
 // always asks for the products of every gate at once; else each gate is padded to whole panels
 // (gs = w rounded up), so that any range of gates is a range of panels. An LSTM at H = 50 computes 224
@@ -261,7 +262,7 @@ class RecurrentSlice {
         gs_(compact ? w : ws_), ld_(round_up(G * gs_, PackTraits<S>::NR)), packed_(packed) {
     if (!packed) return;
     if (backward)
-      B_.pack_rows(G * H, ws_, w, [&](Index k) { return W + k * H + j0; });
+      B_.pack_rows(G * H, ws_, w, [&](Index k) { return W + k * K_ + j0; });
     else
       B_.pack_columns(K_, ld_, [&](Index c) {
         const Index g = c / gs_, u = c % gs_;
@@ -288,7 +289,7 @@ class RecurrentSlice {
   void backward(Index m, const S* const* a, int k0, int k1, S* rec, Index ld, bool accumulate) const {
     if (packed_) return packed_product(m, a, B_, k0 * H_, k1 * H_, 0, ws_, rec, ld, accumulate);
     for (Index r = 0; r < m; ++r)
-      detail::axpy_rows(a[r], W_ + k0 * H_ * H_ + j0_, H_, w_, (k1 - k0) * H_, rec + r * ld, accumulate);
+      detail::axpy_rows(a[r], W_ + k0 * H_ * K_ + j0_, K_, w_, (k1 - k0) * H_, rec + r * ld, accumulate);
   }
 
  private:
@@ -519,9 +520,11 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
   nthreads = std::min(nthreads, step_threads(N, GH, H));
   const RowOrder order(b.lengths, N, T);
   const bool packed = TN >= pack_threshold().load();
+  // dx = dG W_ih inside the time loop, each step's while its gate gradients are in cache, when every
+  // thread's columns of it fill a panel; else (an input of a few features) one product after the loop
+  const bool dx_per_step = packed && C >= PackTraits<S>::NR * nthreads;
   const S* mask = b.recurrent_mask;
   const S* h_rec = mask ? b.h_rec : b.h_prev;
-  const auto W_ih = view(w.W_ih, GH, C);
   std::vector<S> x_own;
   const S* x = detail::finite_padding(b.x, b.lengths, T, N, C, x_own);
   // where gate k of dW_hh / db_hh reads from, and whether that is dG itself (then db_hh = db_ih)
@@ -540,6 +543,11 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
       const Index wu = j1 - j0;
       const RecurrentSlice<S> W(w.W_hh, G, H, j0, wu, packed, true);
       const Index ws = W.ws();
+      // and this thread's columns of dx
+      const auto x_cols = share(dx_per_step ? C : 0, tid, nt);
+      const Index x0 = x_cols.first, xw = x_cols.second - x0;
+      const RecurrentSlice<S> Wx(w.W_ih, G, H, x0, xw, packed, true, C);
+      std::vector<S> dx_rec(static_cast<size_t>(N * Wx.ws()));
       std::vector<S> rec(static_cast<size_t>(N * ws)), work(static_cast<size_t>(wu));
       std::vector<S> dh_a(static_cast<size_t>(N * wu)), dh_b(dh_a.size()), dc_a(Cell::has_c ? dh_a.size() : 0),
           dc_b(dc_a.size());
@@ -599,6 +607,13 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
                                dc_out,
                                G};
           cell.backward_step(step);
+          // every thread's gate gradients of this step are written (the cell synced before its product)
+          if (xw > 0) {
+            for (Index i = 0; i < m; ++i) a_rows[i] = dgates_time + order.rows[i] * GH;
+            Wx.backward(m, a_rows.data(), 0, G, dx_rec.data(), Wx.ws(), false);
+            for (Index i = 0; i < m; ++i)
+              view(b.dx + (t * N + order.rows[i]) * C + x0, 1, xw) = view((const S*)dx_rec.data() + i * Wx.ws(), 1, xw);
+          }
         }
         for (Index i = 0; i < m; ++i) {
           const Index n = order.rows[i], row = t * N + n;
@@ -626,6 +641,7 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
           if (Cell::has_c) own(dc_out, n) = own(dc, n);
           for (Index k = 0; k < G; ++k) units(dgates_time + k * H, n, GH).setZero();
           if (dextra_time) units(dextra_time, n, H).setZero();
+          if (xw > 0) view(b.dx + (t * N + n) * C + x0, 1, xw).setZero();
         }
         std::swap(dh, dh_out);
         std::swap(dc, dc_out);
@@ -663,9 +679,10 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
         c0 = c1;
       }
     }
-    // dx = dG W_ih
-    auto [i0, i1] = share(TN, tid, nt);
-    if (i1 > i0) view(b.dx + i0 * C, i1 - i0, C).noalias() = view(b.dgates + i0 * GH, i1 - i0, GH) * W_ih;
+    if (!dx_per_step) {
+      auto [i0, i1] = share(TN, tid, nt);
+      if (i1 > i0) view(b.dx + i0 * C, i1 - i0, C).noalias() = view(b.dgates + i0 * GH, i1 - i0, GH) * view(w.W_ih, GH, C);
+    }
   });
 }
 
