@@ -293,6 +293,8 @@ def measure_case(peers, case, mode, prof, gemm_table, gemm_times):
                 continue
             s = summary(r["samples"])
             s["number"] = r["number"]
+            s["sys_ms_per_call"] = float(np.median(r["sys_s"])) * 1e3
+            s["minor_faults_per_call"] = float(np.median(r["minor_faults"]))
             s["gflops"] = flops / s["median_s"] / 1e9
             s["gemm_fraction"] = s["gflops"] / gemm_gflops
             if base_s:
@@ -512,10 +514,11 @@ def print_report(out, peer_names):
         print(f"Other processes kept {bg:.2f} of {m['cpu_count']} cores busy on average during this run"
               + (" -- WARNING: a busy machine; figures are noisy (column bg: busy cores per case)"
                  if bg > 0.1 * (m["cpu_count"] or 1) else " (column bg: per case)"))
-    print(f"python {m['python']} | numpy {m['numpy']} | torch {m.get('torch', 'not installed')} | onnxruntime "
-          f"{m.get('onnxruntime', 'not installed')} | rnnkit {m['rnnkit']} {m['rnnkit_build_info']}")
+    print(f"python {m['python']} | numpy {m['numpy']} | torch {m.get('torch', 'not run')} | onnxruntime "
+          f"{m.get('onnxruntime', 'not run')} | rnnkit {m['rnnkit']} {m['rnnkit_build_info']}")
     print("Ratios are peer time / rnnkit time (> 1: rnnkit faster). GF/s: matrix-product GFLOP/s; %GEMM: of what "
-          "numpy.matmul does on the same products.")
+          "numpy.matmul does on the same products. sys: the kernel's CPU ms per call (page faults of freshly mapped "
+          "memory, mostly).")
     others = [p for p in peer_names if p != "rnnkit"]
     for mode in MODES:
         rows = []
@@ -533,11 +536,13 @@ def print_report(out, peer_names):
                     row += ["skip" if "slow" in why else "n/a", "-"]
                 if o == "torch":
                     row += [_num(p.get(o, {}).get("gflops"), ".1f")]
+            if "torch" in others:
+                row += ["/".join(_num(p.get(o, {}).get("sys_ms_per_call"), ".1f") for o in ("rnnkit", "torch"))]
             rows.append(row + [_num(r.get("background_cores"), ".2f")])
         headers = ["case", "rnnkit ms", "GF/s", "%GEMM"]
         for o in others:
             headers += [f"{o} ms", "ratio"] + (["GF/s"] if o == "torch" else [])
-        headers.append("bg")
+        headers += (["sys rk/torch"] if "torch" in others else []) + ["bg"]
         print(f"\n== {mode} (median of repeats; reference: fewer repeats) ==")
         print(table(headers, rows))
         notes = sorted({f"{k}: {v}" for r in out["results"] if r["mode"] == mode for k, v in r["skipped"].items()})

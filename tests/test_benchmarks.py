@@ -15,6 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks import run as bench  # noqa: E402
+from benchmarks.timing import interleaved  # noqa: E402
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 HAVE_ORT = HAVE_TORCH and importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx")
@@ -69,6 +70,7 @@ def test_inference_and_training_records(results):
         for name, s in r["peers"].items():
             assert s["median_s"] > 0 and s["min_s"] > 0 and s["gflops"] > 0 and s["rnnkit_speedup"] > 0, name
             assert s["repeats"] == len(s["samples_s"]) >= 1
+            assert s["sys_ms_per_call"] >= 0 and s["minor_faults_per_call"] >= 0, name
             # every peer computed the same thing (y for inference, dx for training) as rnnkit
             assert s["max_abs_diff_vs_rnnkit"] < 1e-4, (r["label"], name)
         assert r["peers"]["rnnkit"]["rnnkit_speedup"] == 1.0
@@ -118,3 +120,26 @@ def test_targets(results):
             assert not t["not_measured"]
         for v in t["values"].values():
             assert v >= 0
+
+
+def test_timing_counts_the_page_faults_of_each_peer():
+    # one peer maps and touches 256 fresh pages on every call, the other touches memory it already has
+    import mmap
+
+    pages, size = 256, 256 * mmap.PAGESIZE
+    kept = bytearray(size)
+
+    def fresh():
+        m = mmap.mmap(-1, size)
+        for i in range(pages):
+            m[i * mmap.PAGESIZE] = 1
+        m.close()
+
+    def reused():
+        for i in range(pages):
+            kept[i * mmap.PAGESIZE] = 1
+
+    out = interleaved({"fresh": fresh, "reused": reused}, {"fresh": 3, "reused": 3}, min_time=0.0)
+    assert all(f >= pages for f in out["fresh"]["minor_faults"]), out["fresh"]["minor_faults"]
+    assert all(f < pages / 4 for f in out["reused"]["minor_faults"]), out["reused"]["minor_faults"]
+    assert len(out["fresh"]["sys_s"]) == 3 and all(v >= 0 for v in out["fresh"]["sys_s"])
