@@ -8,6 +8,27 @@ def rng():
     return np.random.default_rng(1234)
 
 
+def central_differences(loss, arrays, eps=1e-6, entries=None, seed=0):
+    """Central differences (loss(a + eps) - loss(a - eps)) / (2 eps) of the scalar ``loss()`` with respect
+    to the entries of each array, each changed in place and then restored: every entry, or up to ``entries``
+    of each array chosen at random (``seed``), NaN marking the entries not probed."""
+    pick = np.random.default_rng(seed)
+    grads = []
+    for a in arrays:
+        g = np.full(a.shape, np.nan)
+        probe = range(a.size) if entries is None else pick.choice(a.size, size=min(entries, a.size), replace=False)
+        for i in probe:
+            old = a.flat[i]
+            a.flat[i] = old + eps
+            plus = loss()
+            a.flat[i] = old - eps
+            minus = loss()
+            a.flat[i] = old
+            g.flat[i] = (plus - minus) / (2 * eps)
+        grads.append(g)
+    return grads
+
+
 @pytest.fixture(params=[1, 2], ids=lambda n: f"threads{n}")
 def threads(request):
     """Run the test with rnnkit's kernels on 1 and on 2 threads; restores the previous setting."""

@@ -6,6 +6,7 @@ with dy = R, dy_n = Rn.
 
 import numpy as np
 import pytest
+from conftest import central_differences
 
 import rnnkit
 import rnnkit.functional as F
@@ -93,18 +94,8 @@ def test_reference_gradients_match_finite_differences(activation, output_activat
     analytic, _ = run(ref, inputs, douts, **options)
     # with y0=None the state starts at zeros; its gradient is that of a zero y0 given explicitly
     inputs["y0"] = y0 if with_y0 else np.zeros_like(y0)
-    eps = 1e-6
     for grad_name, name in zip(GRAD_NAMES, ("x", "y0") + WEIGHT_NAMES):
-        a = inputs[name]
-        numeric = np.empty_like(a)
-        for i in range(a.size):
-            old = a.flat[i]
-            a.flat[i] = old + eps
-            plus = loss()
-            a.flat[i] = old - eps
-            minus = loss()
-            a.flat[i] = old
-            numeric.flat[i] = (plus - minus) / (2 * eps)
+        numeric = central_differences(loss, [inputs[name]])[0]
         np.testing.assert_allclose(analytic[grad_name], numeric, rtol=1e-6, atol=1e-8, err_msg=grad_name)
 
 
@@ -336,23 +327,6 @@ def test_bad_layer_arguments():
 # --------------------------------------------------------------------------------------------------
 
 
-def numeric_grads(loss, arrays, eps=1e-6):
-    """Central differences of the scalar loss() with respect to every entry of each array (changed in place)."""
-    grads = []
-    for a in arrays:
-        g = np.empty(a.shape)
-        for i in range(a.size):
-            old = a.flat[i]
-            a.flat[i] = old + eps
-            plus = loss()
-            a.flat[i] = old - eps
-            minus = loss()
-            a.flat[i] = old
-            g.flat[i] = (plus - minus) / (2 * eps)
-        grads.append(g)
-    return grads
-
-
 @pytest.mark.parametrize("options", [dict(return_sequences=True), dict(),
                                      dict(return_sequences=True, go_backwards=True), dict(go_backwards=True),
                                      dict(return_sequences=True, use_bias=False)],
@@ -380,7 +354,7 @@ def test_layer_gradients_through_a_model(options, masked, rng):
     analytic = [g for layer in model.layers for g in layer.grads]
     weights = model.trainable_weights
     assert len(jordan.grads) == len(jordan.weights) == (5 if jordan.use_bias else 3)
-    for a, n, w in zip(analytic, numeric_grads(loss, weights), weights):
+    for a, n, w in zip(analytic, central_differences(loss, weights), weights):
         assert a.shape == w.shape
         np.testing.assert_allclose(a, n, rtol=1e-6, atol=1e-8)
 
@@ -391,7 +365,7 @@ def test_layer_input_and_initial_state_gradients(rng):
     R = rng.standard_normal((2, 4, 2))
     layer(x, initial_state=y0)
     dx = layer.backward(R)
-    numeric = numeric_grads(lambda: float(np.sum(R * layer(x, initial_state=[y0]))), [x, y0])
+    numeric = central_differences(lambda: float(np.sum(R * layer(x, initial_state=[y0]))), [x, y0])
     np.testing.assert_allclose(dx, numeric[0], rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(layer.state_grads[0], numeric[1], rtol=1e-6, atol=1e-8)
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import central_differences
 
 import rnnkit
 from rnnkit.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, Embedding, Masking, SimpleRNN,
@@ -15,25 +16,6 @@ F64 = dict(rtol=1e-6, atol=1e-8)  # central differences with eps=1e-6 in float64
 
 def _as_list(a):
     return list(a) if isinstance(a, list) else [a]
-
-
-def numeric_grad(f, arrays, eps=1e-6, entries=6, seed=0):
-    """Central differences of the scalar ``f()`` with respect to up to ``entries`` randomly chosen entries of
-    each array (changed in place, then restored); NaN marks the entries not probed."""
-    pick = np.random.default_rng(seed)
-    grads = []
-    for a in arrays:
-        g = np.full(a.shape, np.nan)
-        for i in pick.choice(a.size, size=min(entries, a.size), replace=False):
-            old = a.flat[i]
-            a.flat[i] = old + eps
-            plus = f()
-            a.flat[i] = old - eps
-            minus = f()
-            a.flat[i] = old
-            g.flat[i] = (plus - minus) / (2 * eps)
-        grads.append(g)
-    return grads
 
 
 def assert_grads_close(analytic, numeric):
@@ -54,7 +36,7 @@ def check_layer_gradients(layer, x, rng, **call_kwargs):
     def loss():
         return sum(float(np.sum(r * o)) for r, o in zip(R, _as_list(layer(x, **call_kwargs))))
 
-    assert_grads_close(analytic, numeric_grad(loss, [x, *layer.trainable_weights]))
+    assert_grads_close(analytic, central_differences(loss, [x, *layer.trainable_weights], entries=6))
     return analytic
 
 
@@ -89,7 +71,8 @@ def test_initial_state_gradient(make, rng):
     R = rng.standard_normal(outs.shape)
     layer.backward(R)
     assert_grads_close(layer.state_grads,
-                       numeric_grad(lambda: float(np.sum(R * layer(x, initial_state=states))), states))
+                       central_differences(lambda: float(np.sum(R * layer(x, initial_state=states))), states,
+                                           entries=6))
 
 
 @pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave"])
@@ -140,8 +123,8 @@ def test_embedding_gradient_and_mask(rng):
     np.testing.assert_array_equal(layer.compute_mask(ids), ids != 0)
     R = rng.standard_normal(out.shape)
     assert layer.backward(R) is None
-    assert_grads_close(layer.grads, numeric_grad(lambda: float(np.sum(R * layer(ids))), layer.trainable_weights,
-                                                 entries=15))
+    assert_grads_close(layer.grads, central_differences(lambda: float(np.sum(R * layer(ids))),
+                                                        layer.trainable_weights, entries=15))
     with pytest.raises(ValueError, match=r"x: ids must lie in \[0, input_dim=5\)"):
         layer(np.array([[5]]))
     with pytest.raises(TypeError, match="x: Embedding"):
@@ -197,7 +180,7 @@ def test_recurrent_dropout_gradients_and_mask(make, rng):
         rnnkit.set_seed(5)  # the same mask every evaluation
         return float(np.sum(R * layer(x, training=True)))
 
-    assert_grads_close(analytic, numeric_grad(loss, layer.trainable_weights, entries=12))
+    assert_grads_close(analytic, central_differences(loss, layer.trainable_weights, entries=12))
     assert not np.allclose(out, layer(x))  # training differs from inference
 
 

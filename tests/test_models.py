@@ -5,6 +5,7 @@ import io
 
 import numpy as np
 import pytest
+from conftest import central_differences
 
 import rnnkit
 from rnnkit import Sequential
@@ -19,23 +20,6 @@ def loss_and_grads(model, x, y):
     logs, grad = model._loss_and_metrics(model._check_y(y, x), y_pred, mask)
     model._backward(grad)
     return logs["loss"], [g.copy() for layer in model.layers for g in layer.grads]
-
-
-def numeric_model_grads(model, x, y, entries=5, eps=1e-6, seed=0):
-    pick = np.random.default_rng(seed)
-    out = []
-    for w in model.trainable_weights:
-        g = np.full(w.shape, np.nan)
-        for i in pick.choice(w.size, size=min(entries, w.size), replace=False):
-            old = w.flat[i]
-            w.flat[i] = old + eps
-            plus = loss_and_grads(model, x, y)[0]
-            w.flat[i] = old - eps
-            minus = loss_and_grads(model, x, y)[0]
-            w.flat[i] = old
-            g.flat[i] = (plus - minus) / (2 * eps)
-        out.append(g)
-    return out
 
 
 def padded_ids(rng, lengths, T, vocab):
@@ -73,7 +57,8 @@ def test_model_gradients_match_finite_differences(name, rng):
             x[1, 3:] = x[2, 2:] = 0.0
         y = rng.standard_normal((N, *model._output_shape()[1:]))
     _, analytic = loss_and_grads(model, x, y)
-    for a, n in zip(analytic, numeric_model_grads(model, x, y)):
+    numeric = central_differences(lambda: loss_and_grads(model, x, y)[0], model.trainable_weights, entries=5)
+    for a, n in zip(analytic, numeric):
         probed = ~np.isnan(n)
         np.testing.assert_allclose(a[probed], n[probed], rtol=1e-6, atol=1e-9)
 
