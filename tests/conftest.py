@@ -32,7 +32,6 @@ def central_differences(loss, arrays, eps=1e-6, entries=None, seed=0):
 @pytest.fixture(params=[1, 2], ids=lambda n: f"threads{n}")
 def threads(request):
     """Run the test with rnnkit's kernels on 1 and on 2 threads; restores the previous setting."""
-    import rnnkit
 
     with rnnkit_threads(request.param):
         yield request.param

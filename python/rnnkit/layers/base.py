@@ -58,6 +58,19 @@ def mask_to_lengths(mask):
     return lengths
 
 
+def sequence_batch(layer, x, mask, dtype):
+    """A recurrent layer's input: (x as an [N, T, C] array of ``dtype``, lengths: [N] int64 or None for no mask),
+    ValueError naming the argument for any other shape."""
+    x = np.asarray(x, dtype=dtype)
+    if x.ndim != 3:
+        raise ValueError(f"x: layer {layer.name!r} expects a batch of sequences [N, T, C], got shape {x.shape}")
+    N, T, _ = x.shape
+    lengths = None if mask is None else mask_to_lengths(mask)
+    if lengths is not None and lengths.shape[0] != N:
+        raise ValueError(f"mask: expected shape [N, T] = [{N}, {T}], got {np.shape(mask)}")
+    return x, lengths
+
+
 def get_initializer(argument, identifier):
     """rnnkit.initializers.get(identifier), with errors naming the layer ``argument``."""
     try:

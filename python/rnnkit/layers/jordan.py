@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional, initializers
-from .base import Layer, get_initializer, mask_to_lengths
+from .base import Layer, get_initializer, sequence_batch
 from .recurrent import reverse_steps
 
 __all__ = ["Jordan"]
@@ -74,13 +74,8 @@ class Jordan(Layer):
         return W_xh, W_yh, b_h, W_hy, b_y
 
     def call(self, x, mask=None, training=False, initial_state=None):
-        x = np.asarray(x, dtype=self.dtype)
-        if x.ndim != 3:
-            raise ValueError(f"x: layer {self.name!r} expects a batch of sequences [N, T, C], got shape {x.shape}")
-        N, T, _ = x.shape
-        lengths = None if mask is None else mask_to_lengths(mask)
-        if lengths is not None and lengths.shape[0] != N:
-            raise ValueError(f"mask: expected shape [N, T] = [{N}, {T}], got {np.shape(mask)}")
+        x, lengths = sequence_batch(self, x, mask, self.dtype)
+        N = x.shape[0]
         y0 = None
         if initial_state is not None:
             y0 = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state

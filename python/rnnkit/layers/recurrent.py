@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import functional, initializers
 from .. import random as _random
-from .base import Layer, backward_possible, get_initializer, mask_to_lengths
+from .base import Layer, backward_possible, get_initializer, sequence_batch
 
 __all__ = ["Recurrent", "SimpleRNN", "LSTM", "GRU", "dropout_mask", "reverse_steps"]
 
@@ -110,13 +110,8 @@ class Recurrent(Layer):
 
     # ---- forward and backward ------------------------------------------------------------------------
     def call(self, x, mask=None, training=False, initial_state=None):
-        x = np.asarray(x, dtype=self.dtype)
-        if x.ndim != 3:
-            raise ValueError(f"x: layer {self.name!r} expects a batch of sequences [N, T, C], got shape {x.shape}")
-        N, T, C = x.shape
-        lengths = None if mask is None else mask_to_lengths(mask)
-        if lengths is not None and lengths.shape[0] != N:
-            raise ValueError(f"mask: expected shape [N, T] = [{N}, {T}], got {np.shape(mask)}")
+        x, lengths = sequence_batch(self, x, mask, self.dtype)
+        N, _, C = x.shape
         in_mask = dropout_mask((N, 1, C), self.dropout, self.dtype) if training and self.dropout else None
         rec_mask = dropout_mask((N, self.units), self.recurrent_dropout, self.dtype) \
             if training and self.recurrent_dropout else None
