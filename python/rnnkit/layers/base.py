@@ -58,10 +58,10 @@ def mask_to_lengths(mask):
     return lengths
 
 
-def sequence_batch(layer, x, mask, dtype):
-    """A recurrent layer's input: (x as an [N, T, C] array of ``dtype``, lengths: [N] int64 or None for no mask),
+def sequence_batch(layer, x, mask):
+    """A recurrent layer's input: (x as an [N, T, C] array of the layer's dtype, lengths: [N] int64 or None for no mask),
     ValueError naming the argument for any other shape."""
-    x = np.asarray(x, dtype=dtype)
+    x = np.asarray(x, dtype=layer.dtype)
     if x.ndim != 3:
         raise ValueError(f"x: layer {layer.name!r} expects a batch of sequences [N, T, C], got shape {x.shape}")
     N, T, _ = x.shape

@@ -74,7 +74,7 @@ class Jordan(Layer):
         return W_xh, W_yh, b_h, W_hy, b_y
 
     def call(self, x, mask=None, training=False, initial_state=None):
-        x, lengths = sequence_batch(self, x, mask, self.dtype)
+        x, lengths = sequence_batch(self, x, mask)
         N = x.shape[0]
         y0 = None
         if initial_state is not None:

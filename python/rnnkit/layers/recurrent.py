@@ -110,7 +110,7 @@ class Recurrent(Layer):
 
     # ---- forward and backward ------------------------------------------------------------------------
     def call(self, x, mask=None, training=False, initial_state=None):
-        x, lengths = sequence_batch(self, x, mask, self.dtype)
+        x, lengths = sequence_batch(self, x, mask)
         N, _, C = x.shape
         in_mask = dropout_mask((N, 1, C), self.dropout, self.dtype) if training and self.dropout else None
         rec_mask = dropout_mask((N, self.units), self.recurrent_dropout, self.dtype) \
