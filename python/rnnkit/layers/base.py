@@ -59,8 +59,8 @@ def mask_to_lengths(mask):
 
 
 def sequence_batch(layer, x, mask):
-    """A recurrent layer's input: (x as an [N, T, C] array of the layer's dtype, lengths: [N] int64 or None for no mask),
-    ValueError naming the argument for any other shape."""
+    """A recurrent layer's input: (x as an [N, T, C] array of the layer's dtype, lengths: [N] int64 or None for
+    no mask), ValueError naming the argument for any other shape."""
     x = np.asarray(x, dtype=layer.dtype)
     if x.ndim != 3:
         raise ValueError(f"x: layer {layer.name!r} expects a batch of sequences [N, T, C], got shape {x.shape}")
