@@ -8,6 +8,7 @@
 #include <Eigen/Core>
 #include <string>
 
+#include "bindings/bind_common.hpp"
 #include "rnnkit/sequence.hpp"
 #include "rnnkit/threads.hpp"
 
@@ -43,12 +44,24 @@ PYBIND11_MODULE(RNNKIT_MODULE_NAME, m) {
 
   m.def("get_num_threads", &rnnkit::get_num_threads, "Threads the kernels use.");
   m.def(
+      "release_memory",
+      []() {
+        rnnkit::bind::BlockPool::instance().clear();
+        rnnkit::bind::Scratch<float>::release();
+        rnnkit::bind::Scratch<double>::release();
+      },
+      "Frees the memory kept between calls: the blocks of freed result arrays (at most 256 MiB) and the "
+      "calling thread's working buffers (at most 64 MiB per dtype).");
+  m.def(
       "set_num_threads",
-      [](int n) {
-        if (n < 1) throw py::value_error("n: expected a thread count >= 1, got " + std::to_string(n));
-        rnnkit::set_num_threads(n);
+      [](long long n) {
+        if (n < 1 || n > rnnkit::max_threads)
+          throw py::value_error("n: expected a thread count in [1, " + std::to_string(rnnkit::max_threads) +
+                                "], got " + std::to_string(n));
+        rnnkit::set_num_threads(static_cast<int>(n));
       },
       py::arg("n"), "Set the threads the kernels use.");
+  m.attr("MAX_THREADS") = rnnkit::max_threads;
   m.def(
       "_pack_threshold",
       [](py::object rows) {
@@ -59,6 +72,11 @@ PYBIND11_MODULE(RNNKIT_MODULE_NAME, m) {
       py::arg("rows") = py::none(),
       "Calls with at least this many T*N rows pack W_hh once per call (for tests: both paths). Returns the "
       "previous value; None only reads it.");
+  m.def(
+      "_fail_in_next_team",
+      [](int tid) { rnnkit::detail::fail_in_next_team().store(tid); },
+      py::arg("tid"),
+      "For tests: thread `tid` of the next team of two or more threads fails with std::bad_alloc (-1: none).");
   m.def(
       "_split_small_calls",
       [](py::object flag) {

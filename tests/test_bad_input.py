@@ -518,3 +518,28 @@ def test_set_num_threads_below_one(n):
         assert rnnkit.get_num_threads() == previous, "a refused setting must not change the thread count"
     finally:
         rnnkit.set_num_threads(previous)
+
+
+def _huge_view(shape, dtype):
+    """A broadcast view whose C-contiguous copy would need terabytes: converting it fails in numpy."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+@pytest.mark.parametrize("cell, arg", [
+    pytest.param(c, a, id=f"{c.id}-{a}") for c in (RNN, LSTM, GRU)
+    for a in ("x", "W_ih", "W_hh", "b_ih", "b_hh", "h0", "recurrent_mask", "dy", "dh_n") + (("c0", "dc_n") if c.has_c else ())])
+def test_array_that_cannot_be_made_contiguous_is_a_memory_error_naming_it(cell, arg):
+    rng = np.random.default_rng(0)
+    G = cell.G
+    args = dict(x=rng.standard_normal((T, N, C)).astype(np.float32), W_ih=np.zeros((G * H, C), np.float32),
+                W_hh=np.zeros((G * H, H), np.float32), b_ih=np.zeros(G * H, np.float32), b_hh=np.zeros(G * H, np.float32))
+    forward, backward = getattr(F, f"{cell.kind}_forward"), getattr(F, f"{cell.kind}_backward")
+    huge = _huge_view((10**6, 10**6, 10**3), np.float32)[:, :, ::2]  # strided as well as broadcast
+    if arg in ("dy", "dh_n", "dc_n"):
+        *outputs, cache = forward(**args)
+        with pytest.raises(MemoryError, match=arg):
+            backward(cache, huge if arg == "dy" else np.ones_like(outputs[0]),
+                     **({arg: huge} if arg != "dy" else {}))
+        return
+    with pytest.raises(MemoryError, match=arg):
+        forward(**{**args, arg: huge})

@@ -9,10 +9,13 @@
 #include <algorithm>
 #include <cstdlib>
 #include <initializer_list>
+#include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <sstream>
 #include <unordered_map>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -44,10 +47,17 @@ inline bool has_shape(const py::array& a, std::initializer_list<py::ssize_t> sha
 }
 
 // Checks dtype, C order and shape of `a`; `legend` names the expected shape ("[T, N, C]").
+// Whether `a` holds S in native byte order. Compared by value: an unpickled array carries a dtype object equal
+// to, but not the same as, numpy's own.
+template <class S>
+bool has_dtype(const py::array& a) {
+  return py::detail::npy_api::get().PyArray_EquivTypes_(a.dtype().ptr(), py::dtype::of<S>().ptr());
+}
+
 template <class S>
 const S* checked(const py::array& a, const char* name, std::initializer_list<py::ssize_t> shape,
                  const char* legend) {
-  if (!a.dtype().is(py::dtype::of<S>()))
+  if (!has_dtype<S>(a))
     throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(py::dtype::of<S>())) +
                          " (the dtype of x), got " + std::string(py::str(a.dtype())));
   if (!has_shape(a, shape))
@@ -66,12 +76,32 @@ const S* optional(const py::object& o, const char* name, std::initializer_list<p
   return checked<S>(py::reinterpret_borrow<py::array>(o), name, shape, legend);
 }
 
-// `o` as numpy.asarray makes it, or a TypeError naming the argument.
+// Calls numpy.<function>(o, *args) and names `name` in any error it raises: MemoryError when the result does
+// not fit in memory (a broadcast view whose copy would need terabytes), else TypeError or ValueError.
+// (pybind11's array::ensure returns a null array and drops numpy's reason.)
+template <class... Args>
+py::array numpy_call(const char* function, py::handle o, const char* name, Args&&... args) {
+  static py::module_ numpy = py::module_::import("numpy");
+  try {
+    return numpy.attr(function)(o, std::forward<Args>(args)...);
+  } catch (py::error_already_set& e) {
+    if (!e.matches(PyExc_Exception)) throw;
+    const std::string message = std::string(name) + ": cannot be made a C-contiguous numpy array (" +
+                                std::string(py::str(e.type().attr("__name__"))) + ": " +
+                                std::string(py::str(e.value())) + ")";
+    if (e.matches(PyExc_MemoryError)) {
+      PyErr_SetString(PyExc_MemoryError, message.c_str());
+      throw py::error_already_set();
+    }
+    if (e.matches(PyExc_TypeError)) throw py::type_error(message);
+    throw py::value_error(message);
+  }
+}
+
+// `o` as numpy.asarray makes it, or an error naming the argument.
 inline py::array as_array(py::handle o, const char* name) {
   if (py::isinstance<py::array>(o)) return py::reinterpret_borrow<py::array>(o);
-  py::array a = py::array::ensure(o);
-  if (!a) throw py::type_error(std::string(name) + ": expected an array, got " + std::string(py::str(o.get_type())));
-  return a;
+  return numpy_call("asarray", o, name);
 }
 
 // An array argument of a float dtype as the kernels take it: C-contiguous, copied once here if it is not
@@ -82,7 +112,7 @@ inline py::array float_array(py::handle o, const char* name) {
   if (a.dtype().kind() != 'f')
     throw py::type_error(std::string(name) + ": expected a float32 or float64 array, got dtype " +
                          std::string(py::str(a.dtype())));
-  if (!(a.flags() & py::array::c_style)) a = py::array::ensure(a, py::array::c_style);
+  if (!(a.flags() & py::array::c_style)) a = numpy_call("ascontiguousarray", a, name);
   return a;
 }
 inline py::object optional_float_array(py::handle o, const char* name) {
@@ -96,24 +126,49 @@ inline py::object int64_lengths(py::handle o) {
   const char kind = a.dtype().kind();
   if (kind != 'i' && kind != 'u')
     throw py::type_error("lengths: expected an integer array, got dtype " + std::string(py::str(a.dtype())));
-  if (!a.dtype().is(py::dtype::of<int64_t>()) || !(a.flags() & py::array::c_style))
-    a = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+  if (!has_dtype<int64_t>(a) || !(a.flags() & py::array::c_style))
+    a = numpy_call("ascontiguousarray", a, "lengths", py::dtype::of<int64_t>());
   return a;
 }
 
-// Working memory reused across the calls of one Python thread. A fresh large buffer costs a page fault
-// and the OS zeroing a page for every 4 KiB on every call (measured: a fifth of an LSTM training step at
-// T=100, N=32, H=256). One buffer per calling thread, so concurrent calls never share; it is not zeroed
-// (the kernels write every element before reading it) and it is kept for the thread's next call.
+// Working memory of one call. A fresh large buffer costs a page fault and the OS zeroing a page for every
+// 4 KiB on every call (measured: a fifth of an LSTM training step at T=100, N=32, H=256), so a buffer of up
+// to `keep` bytes is kept for the calling thread's next call (one per thread: concurrent calls never
+// share); a larger one is the call's own and freed with it. Never zeroed: the kernels write every element
+// before reading it. release_memory() frees the calling thread's kept buffer.
 template <class S>
-S* scratch(size_t n) {
-  thread_local std::vector<S> buffer;
-  if (buffer.size() < n) {
-    std::vector<S>().swap(buffer);
-    buffer.resize(n);
+class Scratch {
+ public:
+  static constexpr size_t keep = size_t(64) << 20;
+  explicit Scratch(size_t n) {
+    if (n * sizeof(S) > keep) {
+      own_.reset(new S[n]);
+      data_ = own_.get();
+      return;
+    }
+    Kept& kept = thread_buffer();
+    if (kept.size < n) {
+      kept.data.reset();
+      kept.data.reset(new S[n]);
+      kept.size = n;
+    }
+    data_ = kept.data.get();
   }
-  return buffer.data();
-}
+  S* data() const { return data_; }
+  static void release() { thread_buffer() = Kept{}; }
+
+ private:
+  struct Kept {
+    std::unique_ptr<S[]> data;
+    size_t size = 0;
+  };
+  static Kept& thread_buffer() {
+    thread_local Kept kept;
+    return kept;
+  }
+  std::unique_ptr<S[]> own_;
+  S* data_;
+};
 
 // Memory for the arrays the kernels return, kept for reuse when numpy frees them. A training loop
 // allocates the same large caches and gradients at every step; from the C library each would be fresh
@@ -150,6 +205,13 @@ class BlockPool {
       }
     }
     std::free(p);
+  }
+  // Frees every kept block.
+  void clear() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [bytes, p] : free_) std::free(p);
+    free_.clear();
+    kept_ = 0;
   }
   static constexpr size_t limit = size_t(256) << 20;
 
@@ -188,7 +250,7 @@ inline const int64_t* checked_lengths(const py::object& o, Index N, Index T) {
   if (o.is_none()) return nullptr;
   if (!py::isinstance<py::array>(o)) throw py::type_error("lengths: expected a numpy array or None");
   auto a = py::reinterpret_borrow<py::array>(o);
-  if (!a.dtype().is(py::dtype::of<int64_t>()))
+  if (!has_dtype<int64_t>(a))
     throw py::type_error("lengths: expected dtype int64, got " + std::string(py::str(a.dtype())));
   if (!has_shape(a, {N}) || !(a.flags() & py::array::c_style))
     throw py::value_error("lengths: expected a C-contiguous array of shape [N] = [" + std::to_string(N) + "], got " +
@@ -241,6 +303,7 @@ py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W
   b.y = mut(y), b.h_n = mut(h_n);
   py::object c_n = py::none();
   py::dict arrays;  // the cache
+  std::optional<Scratch<S>> work;
   if (Cell::has_c) {
     auto a = empty<S>({N, H});
     b.c_n = mut(a);
@@ -255,20 +318,23 @@ py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W
     b.h_prev = array("h_prev", {T, N, H});
     // cells whose gates are the state keep the state after the last step instead (h_n is the caller's)
     if (Cell::gates_are_state)
-      b.gates = scratch<S>(static_cast<size_t>(T * N * GH));
+      b.gates = work.emplace(static_cast<size_t>(T * N * GH)).data();
     else
       b.gates = array("gates", {T, N, GH});
     if (cell.has_aux()) b.aux = array("aux", {T, N, H});
     if (b.recurrent_mask) b.h_rec = array("h_rec", {T, N, H});
   } else {
+    // the states entering two steps (one for a single step), h_rec likewise with a recurrent mask, the aux
+    // of one step, and every step's input projection unless each step projects its own
     b.inference = true;
-    const Index NH = N * H;
-    const Index gates = fuse_projection<S>(Cell::G, H, d.C, get_num_threads()) ? 0 : T * N * GH;
-    b.gates = scratch<S>(static_cast<size_t>(gates + 5 * NH));
-    b.h_prev = b.gates + gates;
-    if (!gates) b.gates = nullptr;
-    b.h_rec = b.h_prev + 2 * NH;
-    b.aux = b.h_rec + 2 * NH;
+    const Index NH = N * H, slots = std::min<Index>(T, 2);
+    const Index gates = fuse_projection<S>(Cell::G, H, d.C) ? 0 : T * N * GH;
+    const Index h_rec = b.recurrent_mask ? slots * NH : 0, aux = cell.has_aux() ? NH : 0;
+    S* p = work.emplace(static_cast<size_t>(gates + slots * NH + h_rec + aux)).data();
+    b.gates = gates ? p : nullptr;
+    b.h_prev = p + gates;
+    b.h_rec = b.h_prev + slots * NH;
+    b.aux = b.h_rec + h_rec;
   }
   {
     py::gil_scoped_release release;
@@ -327,7 +393,8 @@ py::tuple backward_typed(const Cell& cell, const py::array& x, const py::array& 
     b.dc0 = mut(a);
     dc0 = a;
   }
-  b.dgates = scratch<S>(static_cast<size_t>(T * N * (GH + (cell.has_dextra() ? H : 0))));
+  const Scratch<S> work(static_cast<size_t>(T * N * (GH + (cell.has_dextra() ? H : 0))));
+  b.dgates = work.data();
   b.dextra = cell.has_dextra() ? b.dgates + T * N * GH : nullptr;
   {
     py::gil_scoped_release release;
@@ -336,8 +403,8 @@ py::tuple backward_typed(const Cell& cell, const py::array& x, const py::array& 
   return py::make_tuple(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh);
 }
 
-inline bool is_f32(const py::array& x) { return x.dtype().is(py::dtype::of<float>()); }
-inline bool is_f64(const py::array& x) { return x.dtype().is(py::dtype::of<double>()); }
+inline bool is_f32(const py::array& x) { return has_dtype<float>(x); }
+inline bool is_f64(const py::array& x) { return has_dtype<double>(x); }
 inline void check_float(const py::array& x) {
   if (!is_f32(x) && !is_f64(x))
     throw py::type_error("x: expected dtype float32 or float64, got " + std::string(py::str(x.dtype())));

@@ -9,6 +9,7 @@ the environment variable ``RNNKIT_ISA`` (``baseline``, ``avx2``, ``avx512``) for
 from __future__ import annotations
 
 import importlib
+import operator
 import os
 
 from . import _core as _baseline
@@ -16,6 +17,7 @@ from . import _core as _baseline
 MODULES = {"baseline": "_core", "avx2": "_core_avx2", "avx512": "_core_avx512"}
 _PREFERENCE = ("avx512", "avx2", "baseline")
 _loaded = {"baseline": _baseline}
+MAX_THREADS = _baseline.MAX_THREADS
 
 
 def _module(isa):
@@ -75,14 +77,26 @@ def get_num_threads():
 
 
 def set_num_threads(n):
-    """Set the threads the kernels use (an int >= 1)."""
-    if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
-        raise TypeError(f"n: expected an int, got {type(n).__name__}")
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"n: expected a thread count >= 1, got {n}")
+    """Set the threads the kernels use: an int from 1 to ``MAX_THREADS`` (256). Results are the same to the
+    bit at any thread count."""
+    if isinstance(n, bool):
+        raise TypeError("n: expected an int, got bool")
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"n: expected an int, got {type(n).__name__}") from None
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"n: expected a thread count in [1, {MAX_THREADS}], got {n}")
     for module in _loaded.values():
         module.set_num_threads(n)
+
+
+def release_memory():
+    """Frees the memory the kernels keep between calls: blocks of freed result arrays (at most 256 MiB, reused
+    by later calls of the same sizes) and the calling thread's working buffers (at most 64 MiB per dtype; a
+    larger one is freed when its call returns). Later calls allocate again as needed."""
+    for module in _loaded.values():
+        module.release_memory()
 
 
 def build_info():

@@ -106,62 +106,63 @@ void jordan_forward(const JordanCell& cell, const JordanDims& d, const JordanWei
                     const JordanForwardBuffers<S>& b, int nthreads) {
   const Index T = d.T, N = d.N, C = d.C, U = d.U, O = d.O, TN = T * N;
   nthreads = threads_for(2.0 * TN * U * (C + 2 * O), nthreads);
-  nthreads = static_cast<int>(std::max<Index>(1, std::min<Index>(nthreads, std::max<Index>(N, 1))));
-  const Index nb_max = (N + nthreads - 1) / nthreads;
-  // Per thread: the state y [nb, O]; allocated once, before the loop.
-  std::vector<S> workspace(static_cast<size_t>(nb_max * O * nthreads));
+  // the recurrence runs fixed blocks of batch rows (see for_row_blocks), each over the whole sequence
+  const Index min_rows = 16;
   const auto W_xh = view(w.W_xh, U, C), W_yh = view(w.W_yh, U, O), W_hy = view(w.W_hy, O, U);
   const auto b_h = view(w.b_h, 1, U), b_y = view(w.b_y, 1, O);
+  // padded steps read as zeros: their h (kept for backward's dW_hy = dZ^T h) stays finite
+  std::vector<S> x_own;
+  const S* x = detail::finite_padding(b.x, b.lengths, T, N, C, x_own);
 
   parallel(nthreads, [&](int tid, int nt) {
     // h = x W_xh^T + b_h, for every step at once
-    {
-      auto [i0, i1] = share(TN, tid, nt);
+    for_row_blocks(TN, 32, tid, nt, [&](Index i0, Index i1) {
       auto a = view(b.h + i0 * U, i1 - i0, U);
-      a.noalias() = view(b.x + i0 * C, i1 - i0, C) * W_xh.transpose();
+      a.noalias() = view(x + i0 * C, i1 - i0, C) * W_xh.transpose();
       a.rowwise() += b_h.row(0);
-    }
+    });
     barrier(nt);
 
-    auto [r0, r1] = share(N, tid, nt);
-    const Index nb = r1 - r0;
-    if (nb == 0) return;
-    S* state = workspace.data() + tid * nb_max * O;
-    detail::copy_or_zero(state, b.y0 ? b.y0 + r0 * O : nullptr, nb, O);
-    auto y = view(state, nb, O);
-    const Index all_valid_below = detail::min_length(b.lengths, r0, r1, T);
+    std::vector<S> state;  // the state y of a block of rows
+    for_row_blocks(N, min_rows, tid, nt, [&](Index r0, Index r1) {
+      const Index nb = r1 - r0;
+      state.resize(static_cast<size_t>(nb * O));
+      detail::copy_or_zero(state.data(), b.y0 ? b.y0 + r0 * O : nullptr, nb, O);
+      auto y = view(state.data(), nb, O);
+      const Index all_valid_below = detail::min_length(b.lengths, r0, r1, T);
 
-    for (Index s = 0; s < T; ++s) {
-      const Index t = b.reverse ? T - 1 - s : s;
-      const Index row = t * N + r0;
-      auto y_prev = view(b.y_prev + row * O, nb, O);
-      y_prev = y;
-      // h_t = f(W_xh x_t + b_h + W_yh y_prev)
-      auto h = view(b.h + row * U, nb, U);
-      h.noalias() += y_prev * W_yh.transpose();
-      activate(cell.activation, h);
-      // y_t = g(W_hy h_t + b_y)
-      auto y_step = view(b.y_step + row * O, nb, O);
-      y_step.noalias() = h * W_hy.transpose();
-      y_step.rowwise() += b_y.row(0);
-      activate(cell.output_activation, y_step);
-      auto y_t = view(b.y + row * O, nb, O);
-      if (t < all_valid_below) {
-        y = y_step;
-        y_t = y_step;
-      } else {
-        // a sequence past its own length keeps its state and outputs zeros
-        for (Index r = 0; r < nb; ++r) {
-          if (detail::valid(b.lengths, r0 + r, t)) {
-            y.row(r) = y_step.row(r);
-            y_t.row(r) = y_step.row(r);
-          } else {
-            y_t.row(r).setZero();
+      for (Index s = 0; s < T; ++s) {
+        const Index t = b.reverse ? T - 1 - s : s;
+        const Index row = t * N + r0;
+        auto y_prev = view(b.y_prev + row * O, nb, O);
+        y_prev = y;
+        // h_t = f(W_xh x_t + b_h + W_yh y_prev)
+        auto h = view(b.h + row * U, nb, U);
+        h.noalias() += y_prev * W_yh.transpose();
+        activate(cell.activation, h);
+        // y_t = g(W_hy h_t + b_y)
+        auto y_step = view(b.y_step + row * O, nb, O);
+        y_step.noalias() = h * W_hy.transpose();
+        y_step.rowwise() += b_y.row(0);
+        activate(cell.output_activation, y_step);
+        auto y_t = view(b.y + row * O, nb, O);
+        if (t < all_valid_below) {
+          y = y_step;
+          y_t = y_step;
+        } else {
+          // a sequence past its own length keeps its state and outputs zeros
+          for (Index r = 0; r < nb; ++r) {
+            if (detail::valid(b.lengths, r0 + r, t)) {
+              y.row(r) = y_step.row(r);
+              y_t.row(r) = y_step.row(r);
+            } else {
+              y_t.row(r).setZero();
+            }
           }
         }
       }
-    }
-    view(b.y_n + r0 * O, nb, O) = y;
+      view(b.y_n + r0 * O, nb, O) = y;
+    });
   });
 }
 
@@ -170,20 +171,18 @@ void jordan_backward(const JordanCell& cell, const JordanDims& d, const JordanWe
                      const JordanBackwardBuffers<S>& b, int nthreads) {
   const Index T = d.T, N = d.N, C = d.C, U = d.U, O = d.O, TN = T * N;
   nthreads = threads_for(4.0 * TN * U * (C + 2 * O), nthreads);
-  const int rec_threads = static_cast<int>(std::max<Index>(1, std::min<Index>(nthreads, N)));
-  const Index nb_max = (N + rec_threads - 1) / rec_threads;
-  // Per thread: the state's gradient before and after a step, [nb, O] each; allocated once, before the loop.
-  const Index per_thread = 2 * nb_max * O;
-  std::vector<S> workspace(static_cast<size_t>(per_thread * rec_threads));
+  const Index min_rows = 16;  // as in jordan_forward
   const auto W_xh = view(w.W_xh, U, C), W_yh = view(w.W_yh, U, O), W_hy = view(w.W_hy, O, U);
+  // padded steps never enter the computation, but dW_xh sums 0 * x over every row: NaN there would spread
+  std::vector<S> x_own;
+  const S* x = detail::finite_padding(b.x, b.lengths, T, N, C, x_own);
 
   parallel(nthreads, [&](int tid, int nt) {
-    auto [r0, r1] = share(N, tid, std::min<int>(nt, rec_threads));
-    if (tid >= rec_threads) r0 = r1 = N;
-    const Index nb = r1 - r0;
-    if (nb > 0) {
-      S* ws = workspace.data() + tid * per_thread;
-      S *dstate = ws, *dstate_prev = ws + nb * O;  // gradient w.r.t. the state after / before step t
+    std::vector<S> work;  // the state's gradient after and before a step, for a block of rows
+    for_row_blocks(N, min_rows, tid, nt, [&](Index r0, Index r1) {
+      const Index nb = r1 - r0;
+      work.resize(static_cast<size_t>(2 * nb * O));
+      S *dstate = work.data(), *dstate_prev = work.data() + nb * O;  // gradient w.r.t. the state after / before step t
       detail::copy_or_zero(dstate, b.dy_n ? b.dy_n + r0 * O : nullptr, nb, O);
       const Index all_valid_below = detail::min_length(b.lengths, r0, r1, T);
 
@@ -215,33 +214,28 @@ void jordan_backward(const JordanCell& cell, const JordanDims& d, const JordanWe
         }
       }
       view(b.dy0 + r0 * O, nb, O) = view(dstate, nb, O);
-    }
+    });
     barrier(nt);
 
-    // dW_xh = dA^T x, dW_yh = dA^T y_prev, db_h = sum over rows of dA; each thread a slice of U
-    {
-      auto [j0, j1] = share(U, tid, nt);
+    // dW_xh = dA^T x, dW_yh = dA^T y_prev, db_h = sum over rows of dA; blocks of U
+    for_row_blocks(U, 32, tid, nt, [&](Index j0, Index j1) {
       const Index n = j1 - j0;
-      if (n > 0) {
-        const auto dA = view((const S*)b.da + j0, TN, n, U);
-        view(b.dW_xh + j0 * C, n, C).noalias() = dA.transpose() * view(b.x, TN, C);
-        view(b.dW_yh + j0 * O, n, O).noalias() = dA.transpose() * view(b.y_prev, TN, O);
-        detail::sum_rows(dA, view(b.db_h + j0, 1, n));
-      }
-    }
-    // dW_hy = dZ^T h, db_y = sum over rows of dZ; each thread a slice of O
-    {
-      auto [k0, k1] = share(O, tid, nt);
+      const auto dA = view((const S*)b.da + j0, TN, n, U);
+      view(b.dW_xh + j0 * C, n, C).noalias() = dA.transpose() * view(x, TN, C);
+      view(b.dW_yh + j0 * O, n, O).noalias() = dA.transpose() * view(b.y_prev, TN, O);
+      detail::sum_rows(dA, view(b.db_h + j0, 1, n));
+    });
+    // dW_hy = dZ^T h, db_y = sum over rows of dZ; blocks of O
+    for_row_blocks(O, 32, tid, nt, [&](Index k0, Index k1) {
       const Index n = k1 - k0;
-      if (n > 0) {
-        const auto dZ = view((const S*)b.dz + k0, TN, n, O);
-        view(b.dW_hy + k0 * U, n, U).noalias() = dZ.transpose() * view(b.h, TN, U);
-        detail::sum_rows(dZ, view(b.db_y + k0, 1, n));
-      }
-    }
+      const auto dZ = view((const S*)b.dz + k0, TN, n, O);
+      view(b.dW_hy + k0 * U, n, U).noalias() = dZ.transpose() * view(b.h, TN, U);
+      detail::sum_rows(dZ, view(b.db_y + k0, 1, n));
+    });
     // dx = dA W_xh
-    auto [i0, i1] = share(TN, tid, nt);
-    if (i1 > i0) view(b.dx + i0 * C, i1 - i0, C).noalias() = view((const S*)b.da + i0 * U, i1 - i0, U) * W_xh;
+    for_row_blocks(TN, 32, tid, nt, [&](Index i0, Index i1) {
+      view(b.dx + i0 * C, i1 - i0, C).noalias() = view((const S*)b.da + i0 * U, i1 - i0, U) * W_xh;
+    });
   });
 }
 

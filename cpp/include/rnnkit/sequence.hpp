@@ -106,13 +106,19 @@ inline std::atomic<Index>& pack_threshold() {
 // One batch row of one forward step over a thread's hidden units [j0, j0 + w). Pointers into rows of
 // G*H values point at unit j0 of gate 0 (gate k lies k*H further on); `rec` holds the step's W_hh
 // products for these units, gate k at k*ws (see RecurrentSlice::gate_stride).
-// Inference projects each step's input inside the time loop when a thread's share of W_ih and W_hh
-// stays in its cache (1 MiB); beyond that, one product over all steps reads W_ih once instead of T times
-// (measured: the GRU at C=512, H=1024 loses 6% fused).
+// Inference projects each step's input inside the time loop when the step's weights (W_ih and W_hh) take
+// at most 2 MiB, so that each of two threads' shares stays in its L2 (1 MiB); beyond that, one product over
+// all steps reads W_ih once instead of T times (measured: the GRU at C=512, H=1024 loses 6% fused). The two
+// ways round differently, so the choice never depends on the thread count.
 template <class S>
-inline bool fuse_projection(Index G, Index H, Index C, int threads) {
-  return static_cast<double>(G) * H * (C + H) * sizeof(S) / std::max(1, threads) <= double(1 << 20);
+inline bool fuse_projection(Index G, Index H, Index C) {
+  return static_cast<double>(G) * H * (C + H) * sizeof(S) <= double(2 << 20);
 }
+
+// Rows of one pass of the forward loop through the whole sequence: each thread's working buffers hold this
+// many rows, whatever the batch (a pass re-reads the step's weights, which at 256 rows is a small part of the
+// step's work).
+constexpr Index forward_row_block = 256;
 
 template <class S>
 struct RowF {
@@ -318,9 +324,9 @@ struct ForwardStep {
   S* aux_t;               // aux [N, H] at unit j0
   const S* h_in;          // [N, H] at unit j0
   const S* h_rec;         // [N, H] at unit j0
-  const S* c_in;          // [N, w]
+  const S* c_in;          // [m, w] by position
   S* h_out;               // [N, H] at unit j0
-  S* c_out;               // [N, w]
+  S* c_out;               // [m, w] by position
   Index G;
 
   // rec[:, g0*ws : g1*ws) = W_hh products of gates [g0, g1) with the rows of src ([N, H] at this time)
@@ -338,9 +344,9 @@ struct ForwardStep {
       r.aux = aux_t ? aux_t + n * H : nullptr;
       r.h_prev = h_in + n * H;
       r.h_rec = h_rec + n * H;
-      r.c_prev = c_in + n * w;
+      r.c_prev = c_in + i * w;
       r.h_t = h_out + n * H;
-      r.c_t = c_out + n * w;
+      r.c_t = c_out + i * w;
       f(r);
     }
   }
@@ -423,15 +429,18 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
         view(b.gates + i * GH + c0, 1, c1 - c0) += bias.segment(c0, c1 - c0);
       }
     } else if (!fused) {
-      auto [i0, i1] = share(TN, tid, nt);
-      auto g = view(b.gates + i0 * GH, i1 - i0, GH);
-      g.noalias() = view(b.x + i0 * C, i1 - i0, C) * W_ih.transpose();
-      g.rowwise() += bias;
+      for_row_blocks(TN, 32, tid, nt, [&](Index i0, Index i1) {
+        auto g = view(b.gates + i0 * GH, i1 - i0, GH);
+        g.noalias() = view(b.x + i0 * C, i1 - i0, C) * W_ih.transpose();
+        g.rowwise() += bias;
+      });
     }
     // the threads that share a step (all, splitting the hidden units; or this one alone with its own rows)
     const int team = by_rows ? 1 : nt;
     const RowOrder ord(order, by_rows ? tid : 0, by_rows ? nt : 1);  // the rows this thread runs (all when split by units)
     const Index rows = static_cast<Index>(ord.rows.size());
+    // the rows of one pass through the sequence: a thread's working memory is sized by it, not by the batch
+    const Index block = std::min(rows, forward_row_block);
     // this thread's hidden units
     const auto slice = share(H, by_rows ? 0 : tid, team);
     const Index j0 = slice.first, j1 = slice.second;
@@ -440,17 +449,19 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
     const Index ws = W.gate_stride(), ld = W.row_length();
     // inference: this thread's columns of W_ih too (laid out as W's), and its units' gates of one step
     const RecurrentSlice<S> Wx(fused ? w.W_ih : nullptr, G, H, j0, wu, packed && fused, false, C, cell.whole_products());
-    std::vector<S> x_gates(fused ? static_cast<size_t>(N * ld) : 0), x_bias(fused ? ld : 0);
+    std::vector<S> x_gates(fused ? static_cast<size_t>(block * ld) : 0), x_bias(fused ? ld : 0);
     for (Index k = 0; fused && k < G; ++k)
       for (Index u = 0; u < wu; ++u) x_bias[k * ws + u] = bias[k * H + j0 + u];
-    std::vector<const S*> x_rows(fused ? static_cast<size_t>(N) : 0);
-    std::vector<S> rec(static_cast<size_t>(N * ld)), c_a(Cell::has_c ? N * wu : 0), c_b(c_a.size());
-    std::vector<const S*> a_rows(static_cast<size_t>(N));
-    S *c_in = c_a.data(), *c_out = c_b.data();
+    std::vector<const S*> x_rows(fused ? static_cast<size_t>(block) : 0);
+    // the cell state of the pass's rows, by position
+    std::vector<S> rec(static_cast<size_t>(block * ld)), c_a(Cell::has_c ? block * wu : 0), c_b(c_a.size());
+    std::vector<const S*> a_rows(static_cast<size_t>(block));
+    std::vector<Index> pass;  // the pass's rows, longest sequence first
+    pass.reserve(static_cast<size_t>(block));
     auto units = [&](auto* p, Index n, Index stride) { return view(p + n * stride + j0, 1, wu); };
     auto set_rec = [&](Index s) {  // h_rec = h_prev * recurrent_mask, entering step s
       if (!mask || s >= T) return;
-      for (Index n : ord.rows)
+      for (Index n : pass)
         units(rec_slot(s), n, H) = units((const S*)h_slot(s), n, H).cwiseProduct(units(mask, n, H));
     };
     for (Index n : ord.rows) {
@@ -458,58 +469,61 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
         units(h_slot(0), n, H) = units(b.h0, n, H);
       else
         units(h_slot(0), n, H).setZero();
-      if (Cell::has_c) {
-        if (b.c0)
-          view(c_in + n * wu, 1, wu) = units(b.c0, n, H);
-        else
-          view(c_in + n * wu, 1, wu).setZero();
-      }
     }
-    set_rec(0);
-    barrier(nt);
+    barrier(nt);  // every thread's rows of the input projection and units of the initial state are written
 
-    for (Index s = 0; s < T; ++s) {
-      const Index t = time(s), m = ord.active[t];
-      const S* h_in = h_slot(s);
-      S* h_out = h_slot(s + 1);
-      const S* h_rec = mask ? rec_slot(s) : h_in;
-      S* aux_t = aux_slot(s);
-      // the step's input projection: the cache's row, or (inference) computed here for this thread's units
-      S* gates_t = fused ? x_gates.data() : b.gates + t * N * GH + j0;
-      const Index gates_ld = fused ? ld : GH;
-      if (fused && m > 0) {
-        for (Index i = 0; i < m; ++i) x_rows[i] = b.x + (t * N + ord.rows[i]) * C;
-        for (Index i = 0; i < m; ++i) std::copy(x_bias.begin(), x_bias.end(), gates_t + i * gates_ld);
-        Wx.forward(m, x_rows.data(), 0, G, gates_t, gates_ld, true);
+    for (Index p0 = 0; p0 < rows; p0 += block) {
+      pass.assign(ord.rows.begin() + p0, ord.rows.begin() + std::min(rows, p0 + block));
+      const Index np = static_cast<Index>(pass.size());
+      S *c_in = c_a.data(), *c_out = c_b.data();
+      for (Index i = 0; Cell::has_c && i < np; ++i) {
+        if (b.c0)
+          view(c_in + i * wu, 1, wu) = units(b.c0, pass[i], H);
+        else
+          view(c_in + i * wu, 1, wu).setZero();
       }
-      if (m > 0) {
-        ForwardStep<S> step{H,     wu,        ws,       ld,       m,        N,           team, ord.rows, W, h_rec,
-                            aux_t, a_rows,    rec.data(), RowF<S>{H, wu, ws, fused ? ws : H, nullptr, nullptr, w.b_hh + j0},
-                            gates_t, gates_ld, fused, aux_t ? aux_t + j0 : nullptr, h_in + j0, h_rec + j0,
-                            c_in, h_out + j0, c_out, G};
-        cell.forward_step(step);
-      }
-      S* y_t = b.y + t * N * H;
-      for (Index i = 0; i < m; ++i) {
-        const Index n = ord.rows[i];
-        units(y_t, n, H) = units((const S*)h_out, n, H);
-      }
-      // a sequence past its own length keeps its state and outputs zeros
-      for (Index i = m; i < rows; ++i) {
-        const Index n = ord.rows[i];
-        units(h_out, n, H) = units(h_in, n, H);
-        if (Cell::has_c) view(c_out + n * wu, 1, wu) = view(c_in + n * wu, 1, wu);
-        units(y_t, n, H).setZero();
-        if (!fused)
-          for (Index k = 0; k < G; ++k) view(gates_t + n * GH + k * H, 1, wu).setZero();
-        if (aux_t) units(aux_t, n, H).setZero();
-      }
-      set_rec(s + 1);
-      std::swap(c_in, c_out);
+      set_rec(0);
       barrier(team);
+
+      for (Index s = 0; s < T; ++s) {
+        const Index t = time(s), m = std::clamp<Index>(ord.active[t] - p0, 0, np);
+        const S* h_in = h_slot(s);
+        S* h_out = h_slot(s + 1);
+        const S* h_rec = mask ? rec_slot(s) : h_in;
+        S* aux_t = aux_slot(s);
+        // the step's input projection: the cache's row, or (inference) computed here for this thread's units
+        S* gates_t = fused ? x_gates.data() : b.gates + t * N * GH + j0;
+        const Index gates_ld = fused ? ld : GH;
+        if (fused && m > 0) {
+          for (Index i = 0; i < m; ++i) x_rows[i] = b.x + (t * N + pass[i]) * C;
+          for (Index i = 0; i < m; ++i) std::copy(x_bias.begin(), x_bias.end(), gates_t + i * gates_ld);
+          Wx.forward(m, x_rows.data(), 0, G, gates_t, gates_ld, true);
+        }
+        if (m > 0) {
+          ForwardStep<S> step{H,     wu,        ws,       ld,       m,        N,           team, pass, W, h_rec,
+                              aux_t, a_rows,    rec.data(), RowF<S>{H, wu, ws, fused ? ws : H, nullptr, nullptr, w.b_hh + j0},
+                              gates_t, gates_ld, fused, aux_t ? aux_t + j0 : nullptr, h_in + j0, h_rec + j0,
+                              c_in, h_out + j0, c_out, G};
+          cell.forward_step(step);
+        }
+        S* y_t = b.y + t * N * H;
+        for (Index i = 0; i < m; ++i) units(y_t, pass[i], H) = units((const S*)h_out, pass[i], H);
+        // a sequence past its own length keeps its state and outputs zeros
+        for (Index i = m; i < np; ++i) {
+          const Index n = pass[i];
+          units(h_out, n, H) = units(h_in, n, H);
+          if (Cell::has_c) view(c_out + i * wu, 1, wu) = view(c_in + i * wu, 1, wu);
+          units(y_t, n, H).setZero();
+          if (!fused)
+            for (Index k = 0; k < G; ++k) view(gates_t + n * GH + k * H, 1, wu).setZero();
+          if (aux_t) units(aux_t, n, H).setZero();
+        }
+        set_rec(s + 1);
+        std::swap(c_in, c_out);
+        barrier(team);
+      }
+      for (Index i = 0; Cell::has_c && i < np; ++i) units(b.c_n, pass[i], H) = view(c_in + i * wu, 1, wu);
     }
-    if (Cell::has_c)
-      for (Index n : ord.rows) units(b.c_n, n, H) = view(c_in + n * wu, 1, wu);
   });
 }
 
@@ -522,7 +536,8 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
   const bool packed = TN >= pack_threshold().load();
   // dx = dG W_ih inside the time loop, each step's while its gate gradients are in cache, when every
   // thread's columns of it fill a panel; else (an input of a few features) one product after the loop
-  const bool dx_per_step = packed && C >= PackTraits<S>::NR * nthreads;
+  // (two threads' columns: the choice rounds differently, so it never depends on the thread count)
+  const bool dx_per_step = packed && C >= PackTraits<S>::NR * 2;
   const S* mask = b.recurrent_mask;
   const S* h_rec = mask ? b.h_rec : b.h_prev;
   std::vector<S> x_own;
@@ -657,11 +672,10 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
     }
     barrier(nt);
 
-    // dW_ih = dG^T x; dW_hh likewise from the cell's hidden-side source. Each thread takes a contiguous
-    // block of the G*H weight rows, as few products as the sources allow (one for LSTM and RNN), so each
-    // packs x and h once.
-    auto [r0, r1] = share(GH, tid, nt);
-    if (r1 > r0) {
+    // dW_ih = dG^T x; dW_hh likewise from the cell's hidden-side source. Each thread takes whole blocks of
+    // the G*H weight rows, as few products as the sources allow (one for LSTM and RNN), so each packs x and h
+    // once per block.
+    for_row_blocks(GH, 32, tid, nt, [&](Index r0, Index r1) {
       const auto dG = view(b.dgates + r0, TN, r1 - r0, GH);
       view(b.dW_ih + r0 * C, r1 - r0, C).noalias() = dG.transpose() * view(x, TN, C);
       for (Index c0 = r0; c0 < r1;) {
@@ -678,11 +692,11 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
         view(b.dW_hh + c0 * H, c1 - c0, H).noalias() = dGh.transpose() * view(src.input, TN, H);
         c0 = c1;
       }
-    }
-    if (!dx_per_step) {
-      auto [i0, i1] = share(TN, tid, nt);
-      if (i1 > i0) view(b.dx + i0 * C, i1 - i0, C).noalias() = view(b.dgates + i0 * GH, i1 - i0, GH) * view(w.W_ih, GH, C);
-    }
+    });
+    if (!dx_per_step)
+      for_row_blocks(TN, 32, tid, nt, [&](Index i0, Index i1) {
+        view(b.dx + i0 * C, i1 - i0, C).noalias() = view(b.dgates + i0 * GH, i1 - i0, GH) * view(w.W_ih, GH, C);
+      });
   });
 }
 

@@ -13,6 +13,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
+#include <mutex>
+#include <new>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -38,8 +41,11 @@ inline std::atomic<int>& thread_setting() {
 #endif
   return n;
 }
+// The most threads a call may use: a thread of the team costs a stack and a core to spin on, and OpenMP
+// runtimes fail to start thousands (GNU OpenMP ends the process).
+constexpr int max_threads = 256;
 inline int get_num_threads() { return thread_setting().load(); }
-inline void set_num_threads(int n) { thread_setting().store(std::max(1, n)); }
+inline void set_num_threads(int n) { thread_setting().store(std::clamp(n, 1, max_threads)); }
 
 inline bool have_openmp() {
 #ifdef _OPENMP
@@ -103,18 +109,33 @@ class TeamBarrier {
     const int core = current_cpu();
     cores_[tid].value.store(core, std::memory_order_relaxed);
     const unsigned phase = phase_.load(std::memory_order_acquire);
+    if (aborted()) throw Aborted{};
     if (count_.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
       count_.store(0, std::memory_order_relaxed);
       phase_.store(phase + 1, std::memory_order_release);
       return;
     }
     for (unsigned i = 1; phase_.load(std::memory_order_acquire) == phase; ++i) {
+      if (aborted()) throw Aborted{};
       if (i >= spins && i % 64 == 0 && should_yield(tid, core, n))
         std::this_thread::yield();
       else
         cpu_relax();
     }
   }
+
+  // A thread of the team failed (threw): it will reach no more barriers, so every other thread leaves at
+  // its next one (wait throws Aborted) and the team ends. The first failure is kept for the caller.
+  struct Aborted {};
+  void abort(std::exception_ptr e) {
+    {
+      std::lock_guard<std::mutex> lock(error_mutex_);
+      if (!error_) error_ = std::move(e);
+    }
+    aborted_.store(true, std::memory_order_release);
+  }
+  bool aborted() const { return aborted_.load(std::memory_order_acquire); }
+  std::exception_ptr error() const { return error_; }
 
  private:
   static constexpr unsigned spins = 400;
@@ -135,6 +156,9 @@ class TeamBarrier {
   std::vector<Core> cores_;                 // where each thread last reported from
   alignas(64) std::atomic<int> count_{0};  // count_ and phase_ on lines of their own: waiters read phase_ in a loop
   alignas(64) std::atomic<unsigned> phase_{0};
+  alignas(64) std::atomic<bool> aborted_{false};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;
 };
 
 // The team this thread belongs to while it runs a parallel() body, and its number in it.
@@ -164,7 +188,19 @@ inline void leave_cpu(int cpu) {
 
 }  // namespace detail
 
-// Runs body(tid, nt) on nt threads; serially (tid 0 of 1) when nt == 1 or without OpenMP.
+// Runs body(tid, nt) on nt threads; serially (tid 0 of 1) when nt == 1 or without OpenMP. An exception
+// thrown by any thread's body (std::bad_alloc from a buffer of its own, say) ends the team at its next
+// barrier and is rethrown to the caller here, never left to escape the parallel region (which would end
+// the process).
+namespace detail {
+// For tests of the failure path: the thread of this number in the next team of at least two threads
+// throws std::bad_alloc before its body runs (-1: none).
+inline std::atomic<int>& fail_in_next_team() {
+  static std::atomic<int> tid{-1};
+  return tid;
+}
+}  // namespace detail
+
 template <class F>
 inline void parallel(int nt, F&& body) {
 #ifdef _OPENMP
@@ -175,15 +211,26 @@ inline void parallel(int nt, F&& body) {
 #pragma omp parallel num_threads(nt)
     {
       const int tid = omp_get_thread_num(), n = omp_get_num_threads();
-      if (tid > 0) detail::leave_cpu(caller_cpu);
-      team.started(tid);
       const detail::TeamSeat outer = detail::current_seat();
-      detail::current_seat() = {&team, tid};
-      body(tid, n);
-      if (n > 1) team.wait(tid, n);
+      try {
+        if (tid > 0) detail::leave_cpu(caller_cpu);
+        team.started(tid);
+        detail::current_seat() = {&team, tid};
+        int fail = tid;
+        if (detail::fail_in_next_team().load(std::memory_order_relaxed) == tid &&
+            detail::fail_in_next_team().compare_exchange_strong(fail, -1))
+          throw std::bad_alloc();
+        body(tid, n);
+        if (n > 1) team.wait(tid, n);
+      } catch (const detail::TeamBarrier::Aborted&) {
+        // another thread failed; its exception is the one the caller gets
+      } catch (...) {
+        team.abort(std::current_exception());
+      }
       detail::current_seat() = outer;
     }
     detail::active_threads() -= nt;
+    if (team.aborted()) std::rethrow_exception(team.error());
     return;
   }
 #endif
@@ -219,6 +266,19 @@ inline int threads_for(double flops, int requested) {
 // Thread tid's share [begin, end) of n items.
 inline std::pair<Index, Index> share(Index n, int tid, int nt) {
   return {n * tid / nt, n * (tid + 1) / nt};
+}
+
+// f(begin, end) for thread tid's blocks of n rows of a matrix product, inside a parallel() body. A product
+// rounds a row differently depending on where in the call it falls (Eigen's kernels take a call's last rows
+// apart), so the rows are cut at the same places whatever the thread count: at most 8 blocks of at least
+// `min_rows`, each its own call, and each thread takes whole blocks. Results are then the same to the bit
+// on any number of threads.
+template <class F>
+inline void for_row_blocks(Index n, Index min_rows, int tid, int nt, F&& f) {
+  constexpr Index max_blocks = 8;
+  const Index size = std::max<Index>({Index(1), min_rows, (n + max_blocks - 1) / max_blocks});
+  const auto [b0, b1] = share((n + size - 1) / size, tid, nt);
+  for (Index b = b0; b < b1; ++b) f(b * size, std::min(n, (b + 1) * size));
 }
 
 }  // namespace rnnkit
