@@ -461,3 +461,18 @@ def test_config_round_trip(rng):
     np.testing.assert_array_equal(copy(x), layer(x))
     assert layer.weight_names == ["W_xh", "W_yh", "W_hy"]
     assert Jordan(3, 2).get_config()["output_activation"] == "linear"
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_non_finite_padding_leaves_outputs_and_gradients_unchanged(bad, reverse, rng):
+    """Padded steps (t >= lengths[n]) never enter the computation: NaN or inf there changes no output and no
+    gradient (dW_xh sums over every row of x, dW_hy over every row of the hidden layer)."""
+    inputs, douts = make_problem(rng, np.float64, 7, 5, 3, 4, 2, lengths="with_zero")
+    clean, _ = run(F, inputs, douts, reverse=reverse)
+    dirty_x = inputs["x"].copy()
+    for n, length in enumerate(inputs["lengths"]):
+        dirty_x[length:, n] = bad
+    dirty, _ = run(F, {**inputs, "x": dirty_x}, douts, reverse=reverse)
+    for name, value in clean.items():
+        np.testing.assert_array_equal(dirty[name], value, err_msg=name)
