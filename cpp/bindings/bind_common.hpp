@@ -81,9 +81,10 @@ const S* optional(const py::object& o, const char* name, std::initializer_list<p
 // (pybind11's array::ensure returns a null array and drops numpy's reason.)
 template <class... Args>
 py::array numpy_call(const char* function, py::handle o, const char* name, Args&&... args) {
-  static py::module_ numpy = py::module_::import("numpy");
+  // never destroyed: a static py::object's destructor would run after the interpreter has gone
+  static const py::object* numpy = new py::object(py::module_::import("numpy"));
   try {
-    return numpy.attr(function)(o, std::forward<Args>(args)...);
+    return numpy->attr(function)(o, std::forward<Args>(args)...);
   } catch (py::error_already_set& e) {
     if (!e.matches(PyExc_Exception)) throw;
     const std::string message = std::string(name) + ": cannot be made a C-contiguous numpy array (" +
