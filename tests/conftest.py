@@ -75,3 +75,32 @@ def product_path(request):
         yield request.param
     finally:
         _isa.current._pack_threshold(previous)
+
+
+def split_safetensors(blob):
+    """(header: dict, data: bytes) of the bytes of a safetensors file."""
+    import json
+
+    n = int.from_bytes(blob[:8], "little")
+    return json.loads(blob[8:8 + n]), blob[8 + n:]
+
+
+def join_safetensors(header, data, order=None, pad=True):
+    """The bytes of a safetensors file: ``header`` (a dict, or JSON bytes taken as they are) and ``data``; with
+    ``order`` (tensor names), the tensors are moved to lie in that order (offsets and bytes), the header's keys
+    too. ``pad`` aligns the data to 8 bytes with spaces, as the reference writer does."""
+    import json
+
+    if order is not None:
+        header, chunks, offset = dict(header), [], 0
+        for name in order:
+            begin, end = header[name]["data_offsets"]
+            chunks.append(data[begin:end])
+            header[name] = {**header[name], "data_offsets": [offset, offset + end - begin]}
+            offset += end - begin
+        header = {**{name: header[name] for name in order}, **{k: v for k, v in header.items() if k not in order}}
+        data = b"".join(chunks)
+    head = header if isinstance(header, bytes) else json.dumps(header, separators=(",", ":")).encode()
+    if pad:
+        head += b" " * (-len(head) % 8)
+    return len(head).to_bytes(8, "little") + head + data

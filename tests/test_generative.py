@@ -2,12 +2,15 @@
 gradient against finite differences, AIS against exact enumeration, seeded sampling, and bad input."""
 
 import itertools
+import json
+import os
 
 import numpy as np
 import pytest
 
 import rnnkit
 from rnnkit import _isa, generative
+from rnnkit.saving import read_safetensors
 
 core = _isa.current
 
@@ -305,15 +308,35 @@ def test_training_and_ais_identical_at_one_and_two_threads(rng):
 @pytest.mark.parametrize("cls", ["RNNRBM", "RNNDBN"])
 def test_save_load_round_trip(tmp_path, rng, cls):
     model = (generative.RNNRBM(6, 4, 3, seed=0) if cls == "RNNRBM" else generative.RNNDBN(6, 4, 3, 3, seed=0))
-    path = tmp_path / "model.npz"
+    path = tmp_path / "model"  # written to exactly this path: nothing appended
     model.save(path)
+    assert os.listdir(tmp_path) == ["model"]
     loaded = generative.load(path)
     assert type(loaded) is type(model) and loaded.get_config() == model.get_config()
     for k, w in model.weights.items():
+        assert loaded.weights[k].dtype == w.dtype
         np.testing.assert_array_equal(loaded.weights[k], w)
     np.testing.assert_array_equal(loaded.generate(8, seed=3), model.generate(8, seed=3))
-    with np.load(path, allow_pickle=False) as f:
-        assert "__meta__" in f.files
+    tensors, metadata = read_safetensors(path)  # rnnkit's safetensors model file, with its digest
+    assert metadata["format"] == "rnnkit.generative" and metadata["class"] == cls and "sha256" in metadata
+    assert sorted(tensors) == sorted(model.weights)
+    with pytest.raises(ValueError, match="model: a safetensors file, but not an rnnkit model .*generative.load"):
+        rnnkit.load_model(path)
+    model.save(path)  # a re-save replaces the file, leaving nothing else in the directory
+    assert os.listdir(tmp_path) == ["model"]
+
+
+def test_load_rejects_the_npz_files_of_earlier_versions(tmp_path):
+    model = generative.RNNRBM(6, 4, 3, seed=0)
+    old = tmp_path / "old.npz"
+    meta = json.dumps({"format": "rnnkit.generative", "class": "RNNRBM", "config": model.get_config()})
+    np.savez(old, __meta__=np.array(meta), **{f"w/{k}": v for k, v in model.weights.items()})
+    with pytest.raises(ValueError, match=r"old\.npz: an \.npz file of an earlier rnnkit"):
+        generative.load(old)
+    with pytest.raises(ValueError, match=r"other\.safetensors: a safetensors file, but not an RNNRBM or RNNDBN file"
+                                         r" .*rnnkit\.load_model"):
+        rnnkit.Sequential([rnnkit.layers.Dense(2, input_shape=(3,))]).save(tmp_path / "other.safetensors")
+        generative.load(tmp_path / "other.safetensors")
 
 
 def test_bad_input_is_rejected_with_the_argument_named(rng):

@@ -33,10 +33,12 @@ model's own generator (created from the constructor's ``seed``).
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import numbers
 import os
+import stat
 
 import numpy as np
 
@@ -47,6 +49,8 @@ from . import random as _random
 __all__ = ["RNNRBM", "RNNDBN", "LogLikelihood", "load", "ais_betas"]
 
 _FORMAT = "rnnkit.generative"
+_FORMAT_VERSION = "1"
+_STORED = contextvars.ContextVar("rnnkit_generative_stored", default=None)  # inside load: the stored weights
 _EXACT_AUTO_LIMIT = 16  # "auto" enumerates 2^H hidden configurations up to this H
 
 
@@ -202,7 +206,16 @@ class RNNRBM:
         shapes = {"W": (H, V), "b_v": (V,), "b_h": (H,), "W_uv": (V, U), "W_uh": (H, U), "W_uu": (U, U),
                   "W_vu": (U, V), "b_u": (U,)}
         self.weights = {}
+        self._add_weights(shapes)
+
+    def _add_weights(self, shapes):
+        """Draws the initial weights of ``shapes`` (name -> shape): W* ~ N(0, init_scale^2), biases 0; inside
+        ``load``, takes the stored arrays instead (checked against the shapes; nothing is drawn)."""
+        stored = _STORED.get()
         for name, shape in shapes.items():
+            if stored is not None:
+                self.weights[name] = stored(name, shape, self.dtype)
+                continue
             w = self._rng.normal(0.0, self.init_scale, shape) if name.startswith("W") else np.zeros(shape)
             self.weights[name] = w.astype(self.dtype)
 
@@ -212,9 +225,15 @@ class RNNRBM:
                 "dtype": self.dtype.name, "init_scale": self.init_scale}
 
     def save(self, path):
-        """Writes the configuration and weights to an ``.npz`` file (no pickle; read back with ``load``)."""
-        meta = json.dumps({"format": _FORMAT, "class": type(self).__name__, "config": self.get_config()})
-        np.savez(path, __meta__=np.array(meta), **{f"w/{k}": v for k, v in self.weights.items()})
+        """Writes the model to ``path`` (exactly that path) atomically, in rnnkit's safetensors model file (see
+        ``rnnkit.saving``: no pickle, a digest of everything, the old file replaced whole or not at all): the
+        weights as tensors by name, and the metadata ``format`` = ``rnnkit.generative``, ``format_version``,
+        ``class`` and ``config`` (JSON). Read it back with ``rnnkit.generative.load``."""
+        from . import __version__, saving
+
+        metadata = {"format": _FORMAT, "format_version": _FORMAT_VERSION, "rnnkit_version": __version__,
+                    "class": type(self).__name__, "config": json.dumps(self.get_config())}
+        saving.write_safetensors(path, self.weights, metadata)
 
     # -- the RNN and the per-frame biases ----------------------------------------------------------
     def _rnn(self, x):
@@ -450,9 +469,7 @@ class RNNDBN(RNNRBM):
         super().__init__(n_visible, n_hidden, n_recurrent, dtype=dtype, init_scale=init_scale, seed=seed)
         self.n_hidden2 = _positive_int("n_hidden2", n_hidden2)
         H, H2, U = self.n_hidden, self.n_hidden2, self.n_recurrent
-        for name, shape in {"W2": (H2, H), "c": (H,), "b_h2": (H2,), "W_uc": (H, U), "W_uh2": (H2, U)}.items():
-            w = self._rng.normal(0.0, self.init_scale, shape) if name.startswith("W") else np.zeros(shape)
-            self.weights[name] = w.astype(self.dtype)
+        self._add_weights({"W2": (H2, H), "c": (H,), "b_h2": (H2,), "W_uc": (H, U), "W_uh2": (H2, U)})
 
     def get_config(self):
         return {**super().get_config(), "n_hidden2": self.n_hidden2}
@@ -537,19 +554,65 @@ class RNNDBN(RNNRBM):
 # ---------------------------------------------------------------------------------------------- files
 
 def load(path):
-    """The RNNRBM or RNNDBN saved at ``path`` by ``save`` (read with ``allow_pickle=False``)."""
-    with np.load(os.fspath(path), allow_pickle=False) as f:
-        try:
-            meta = json.loads(str(f["__meta__"]))
-        except KeyError:
-            raise ValueError(f"path: {path!r} is not a file written by RNNRBM.save / RNNDBN.save") from None
-        if meta.get("format") != _FORMAT or meta.get("class") not in ("RNNRBM", "RNNDBN"):
-            raise ValueError(f"path: {path!r} is not a file written by RNNRBM.save / RNNDBN.save")
-        cls = RNNRBM if meta["class"] == "RNNRBM" else RNNDBN
-        model = cls(**meta["config"], seed=0)
-        for name in model.weights:
-            a = f[f"w/{name}"]
-            if a.shape != model.weights[name].shape:
-                raise ValueError(f"path: weight {name!r} has shape {a.shape}, expected {model.weights[name].shape}")
-            model.weights[name] = np.ascontiguousarray(a, dtype=model.dtype)
+    """The RNNRBM or RNNDBN saved at ``path`` by ``save``. The file is checked as rnnkit's model file is (digest,
+    bounds: see ``rnnkit.saving``), its ``config`` must declare exactly the stored weights (names, shapes and
+    dtype) and the stored arrays become the weights: nothing is drawn. ValueError naming the file for anything
+    wrong with it. The ``.npz`` files that earlier versions wrote are not read (a ValueError says so; NumPy's
+    ``np.load(path, allow_pickle=False)`` still reads their weights, ``w/<name>``)."""
+    from . import saving
+
+    try:
+        tensors, metadata = saving.read_rnnkit_file(path, _FORMAT, _FORMAT_VERSION, "an RNNRBM or RNNDBN file")
+    except ValueError:
+        if _is_zip(path):
+            raise ValueError(f"{os.fspath(path)}: an .npz file of an earlier rnnkit, not a model file of this one "
+                             "(safetensors); np.load(path, allow_pickle=False) reads its weights") from None
+        raise
+    path = os.fspath(path)
+    classes = {"RNNRBM": RNNRBM, "RNNDBN": RNNDBN}
+    cls = classes.get(metadata.get("class"))
+    if cls is None:
+        raise ValueError(f"{path}: not a valid model file (the metadata's class {metadata.get('class')!r:.100} is "
+                         "not RNNRBM or RNNDBN)")
+    config = saving.metadata_json(path, metadata, "config")
+    keys = {"n_visible", "n_hidden", "n_recurrent", "dtype", "init_scale"} | ({"n_hidden2"} if cls is RNNDBN else set())
+    if not isinstance(config, dict) or set(config) != keys:
+        got = sorted(config) if isinstance(config, dict) else type(config).__name__
+        raise ValueError(f"{path}: not a valid model file (the {cls.__name__} config must have the keys "
+                         f"{sorted(keys)}, got {got!r:.200})")
+    names = cls._WEIGHTS + (RNNDBN._TOP if cls is RNNDBN else ())
+    if set(tensors) != set(names):
+        odd = sorted(set(tensors) ^ set(names))[0]
+        raise ValueError(f"{path}: not a valid model file (a {cls.__name__} has the weights {list(names)}; "
+                         f"the file {'lacks' if odd in names else 'has another tensor,'} {odd!r:.100})")
+
+    def stored(name, shape, dtype):
+        array = tensors[name]
+        if array.shape != tuple(shape) or array.dtype != dtype:
+            raise ValueError(f"weight {name!r} should be {dtype}{list(shape)}, the file has "
+                             f"{array.dtype}{list(array.shape)}")
+        return array
+
+    token = _STORED.set(stored)
+    try:
+        model = cls(**config, seed=0)
+    except Exception as e:  # the config is the file's data: whatever it breaks, the file is at fault
+        raise ValueError(f"{path}: the {cls.__name__} in the file cannot be rebuilt: {e}"[:2000]) from None
+    finally:
+        _STORED.reset(token)
+    if not saving.config_matches(config, model.get_config()):
+        raise ValueError(f"{path}: not a valid model file (its config {config!r:.300} is not the one a "
+                         f"{cls.__name__} rebuilds from it: a value of the wrong type)")
     return model
+
+
+def _is_zip(path):
+    """True when ``path`` is a regular file that starts as a zip archive does (an .npz file)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False

@@ -13,13 +13,15 @@ from __future__ import annotations
 import collections
 import contextlib
 import contextvars
+import difflib
+import inspect
 import re
 
 import numpy as np
 
 from .. import initializers
 
-__all__ = ["Layer", "mask_to_lengths"]
+__all__ = ["Layer", "mask_to_lengths", "as_float_array"]
 
 _FLOAT_DTYPES = ("float32", "float64")
 _name_counts = collections.Counter()  # Keras-style default names: lstm, lstm_1, lstm_2, ...
@@ -43,6 +45,31 @@ def backward_possible():
     return not _NO_BACKWARD.get()
 
 
+_WEIGHT_SOURCE = contextvars.ContextVar("rnnkit_weight_source", default=None)  # (source, layers being built)
+
+
+@contextlib.contextmanager
+def weights_from(source):
+    """Layers built inside this block run no initializer: each ``add_weight(name, value)`` registers the array
+    ``source(layer, name, shape, owners)`` returns (of ``shape`` and the layer's dtype; kept as it is, not
+    copied), ``owners`` being the layers whose build is building ``layer``, outermost first (() for a model's
+    own layers). While a layer builds, its initializer attributes stand aside for one that returns read-only
+    zero-stride views of zero (nothing drawn, nothing allocated), so ``value`` only tells the shape, and
+    ``source`` raises for a shape it cannot supply. ``rnnkit.saving`` loads models this way."""
+    token = _WEIGHT_SOURCE.set((source, ()))
+    try:
+        yield
+    finally:
+        _WEIGHT_SOURCE.reset(token)
+
+
+class _NoInitializer(initializers.Initializer):
+    """A layer's initializers while it builds inside ``weights_from``: zeros of the shape, without memory."""
+
+    def __call__(self, shape, dtype=np.float32, *, fan=None):
+        return np.broadcast_to(np.zeros((), dtype), tuple(shape) if np.ndim(shape) else (shape,))
+
+
 def mask_to_lengths(mask):
     """lengths: [N] int64 from a right-padded prefix mask: [N, T] bool; ValueError for any other mask."""
     mask = np.asarray(mask, dtype=bool)
@@ -58,15 +85,26 @@ def mask_to_lengths(mask):
     return lengths
 
 
+def as_float_array(x, dtype, name="x"):
+    """x as an array of ``dtype`` (a copy only when needed); TypeError naming ``name`` unless x holds real numbers
+    (complex values would lose their imaginary part; strings and objects are not data). Values beyond the range
+    of ``dtype`` become inf, without a warning; NaN and inf pass through."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a real-valued numeric array, got dtype {x.dtype}")
+    with np.errstate(over="ignore"):
+        return x.astype(dtype, copy=False)
+
+
 def sequence_batch(layer, x, mask):
     """A recurrent layer's input: (x as an [N, T, C] array of the layer's dtype, lengths: [N] int64 or None for
-    no mask), ValueError naming the argument for any other shape."""
-    x = np.asarray(x, dtype=layer.dtype)
+    no mask), ValueError naming the argument for any other shape, TypeError for non-numeric data."""
+    x = as_float_array(x, layer.dtype)
     if x.ndim != 3:
         raise ValueError(f"x: layer {layer.name!r} expects a batch of sequences [N, T, C], got shape {x.shape}")
     N, T, _ = x.shape
     lengths = None if mask is None else mask_to_lengths(mask)
-    if lengths is not None and lengths.shape[0] != N:
+    if lengths is not None and np.shape(mask) != (N, T):
         raise ValueError(f"mask: expected shape [N, T] = [{N}, {T}], got {np.shape(mask)}")
     return x, lengths
 
@@ -90,9 +128,15 @@ class Layer:
 
     supports_masking = False
     checks_features = True  # the last input axis is a feature axis, fixed once built
+    input_ndim = None  # (number of axes, legend) of the inputs the layer takes, e.g. (3, "[N, T, C]"); None: any
+    # what a forward or backward call keeps for the next backward call: not part of the layer's state, so a
+    # pickled layer leaves it out (reset to None; ``grads`` to [])
+    _transient = ("_context", "_mask", "_keep", "_ids", "_pair", "grads", "state_grads")
 
     def __init__(self, name=None, dtype="float32", trainable=True, input_shape=None, batch_input_shape=None,
-                 batch_size=None, input_dim=None):
+                 batch_size=None, input_dim=None, **unexpected):
+        if unexpected:
+            raise _unexpected_keyword(type(self), unexpected)
         if str(np.dtype(dtype)) not in _FLOAT_DTYPES:
             raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
         self.dtype = str(np.dtype(dtype))
@@ -110,8 +154,15 @@ class Layer:
 
     # ---- weights -------------------------------------------------------------------------------------
     def add_weight(self, name, value, trainable=True):
-        """Registers ``value`` (an ndarray of the layer dtype); trainable weights are kept before the rest."""
-        value = np.array(value, dtype=self.dtype, order="C")  # the layer's own copy
+        """Registers ``value`` (an ndarray of the layer dtype); trainable weights are kept before the rest.
+        Inside ``weights_from`` the weight is the source's array for ``value``'s shape instead."""
+        state = _WEIGHT_SOURCE.get()
+        if state is None:
+            value = np.array(value, dtype=self.dtype, order="C")  # the layer's own copy
+        else:
+            source, building = state
+            owners = building[:-1] if building and building[-1] is self else building
+            value = source(self, name, tuple(np.shape(value)), owners)
         at = self._n_trainable if trainable else len(self.weights)
         self.weights.insert(at, value)
         self.weight_names.insert(at, name)
@@ -147,8 +198,13 @@ class Layer:
     def ensure_built(self, input_shape):
         """Builds on first use; afterwards checks the feature axes of ``input_shape`` still match."""
         input_shape = tuple(input_shape)
+        self.check_input_ndim(input_shape)
         if not self.built:
-            self.build(input_shape)
+            state = _WEIGHT_SOURCE.get()
+            if state is None:
+                self.build(input_shape)
+            else:
+                self._build_from(state, input_shape)
             self.input_spec = (None, *input_shape[1:])
             self.built = True
         elif len(input_shape) != len(self.input_spec) or (
@@ -156,15 +212,37 @@ class Layer:
             raise ValueError(f"x: layer {self.name!r} was built for inputs of shape {self.input_spec}, "
                              f"got {input_shape}")
 
+    def check_input_ndim(self, input_shape):
+        """ValueError naming x unless ``input_shape`` has the number of axes the layer takes (before any weight is
+        made for a wrong shape)."""
+        if self.input_ndim is not None and len(input_shape) != self.input_ndim[0]:
+            raise ValueError(f"x: layer {self.name!r} expects inputs {self.input_ndim[1]}, got shape "
+                             f"{tuple(input_shape)}")
+
+    def _build_from(self, state, input_shape):
+        """``build`` inside ``weights_from``: the initializers stand aside and ``add_weight`` asks the source."""
+        source, owners = state
+        own = {key: value for key, value in vars(self).items() if isinstance(value, initializers.Initializer)}
+        vars(self).update(dict.fromkeys(own, _NoInitializer()))
+        token = _WEIGHT_SOURCE.set((source, (*owners, self)))
+        try:
+            self.build(input_shape)
+        finally:
+            _WEIGHT_SOURCE.reset(token)
+            vars(self).update(own)
+
     def check_input(self, x, name="x"):
-        """x as an array of the layer dtype; TypeError for non-numeric data, ValueError for NaN or inf."""
-        x = np.asarray(x)
-        if x.dtype.kind not in "biuf":
-            raise TypeError(f"{name}: expected a real-valued numeric array, got dtype {x.dtype}")
-        x = x.astype(self.dtype, copy=False)
+        """x as an array of the layer dtype; TypeError for non-numeric data, ValueError for NaN or inf (also
+        for values beyond the range of the layer dtype)."""
+        given = np.asarray(x)
+        x = as_float_array(given, self.dtype, name)
         if not np.isfinite(x).all():
-            bad = np.argwhere(~np.isfinite(x))[0].tolist()
-            raise ValueError(f"{name}: contains NaN or inf (first at index {bad}); clean or impute the data first")
+            bad = tuple(np.argwhere(~np.isfinite(x))[0].tolist())
+            if given.dtype.kind == "f" and not np.isfinite(given[bad]):
+                raise ValueError(f"{name}: contains NaN or inf (first at index {list(bad)}); clean or impute the "
+                                 "data first")
+            raise ValueError(f"{name}: the value {given[bad].item()!r} at index {list(bad)} is beyond the range of "
+                             f"{self.dtype}; rescale the data or use layers of dtype float64")
         return x
 
     def __call__(self, x, mask=None, training=False, **kwargs):
@@ -197,6 +275,26 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r}>"
+
+    def __getstate__(self):
+        """Pickling: the configuration, weights and (stateful layers) carried states, without the records of the
+        last forward and backward calls."""
+        state = dict(self.__dict__)
+        for name in self._transient:
+            if name in state:
+                state[name] = [] if name == "grads" else None
+        return state
+
+
+def _unexpected_keyword(cls, unexpected):
+    """TypeError naming the layer class the user called and the first unknown keyword (with the nearest known one)."""
+    name = next(iter(unexpected))
+    known = {p.name for klass in cls.__mro__ if "__init__" in vars(klass)
+             for p in inspect.signature(klass.__init__).parameters.values()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return TypeError(f"{cls.__name__}: unexpected keyword argument {name!r}{hint}")
 
 
 def _default_name(class_name):
