@@ -196,3 +196,23 @@ def test_progress_bar_redraws_on_a_terminal(monkeypatch):
     assert updates[1].startswith("1/4 [======>.......................] - ETA: 0s - loss: 1.0000")
     assert updates[-1].startswith("4/4 [==============================] - ") and updates[-1].endswith("\n")
     assert len(updates) == 6  # four batch redraws and the final line
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_terminate_on_nan_stops_at_the_first_invalid_loss(bad, capsys):
+    model = FakeModel()
+    callbacks = cb.CallbackList([cb.TerminateOnNaN()], model=model, params={"epochs": 1, "steps": 3, "verbose": 0})
+    callbacks.on_batch_end(0, {"loss": 0.5})
+    callbacks.on_batch_end(1, {})  # no loss in the logs: nothing to check
+    assert not model.stop_training and capsys.readouterr().out == ""
+    callbacks.on_batch_end(2, {"loss": bad})
+    assert model.stop_training
+    assert capsys.readouterr().out == "Batch 2: Invalid loss, terminating training\n"
+
+
+def test_callback_list_adds_one_terminate_on_nan_when_asked():
+    added = cb.CallbackList([], add_terminate_on_nan=True, add_progbar=True, add_history=True).callbacks
+    assert [type(c) for c in added] == [cb.ProgbarLogger, cb.TerminateOnNaN, cb.History]
+    own = cb.TerminateOnNaN()
+    assert cb.CallbackList([own], add_terminate_on_nan=True).callbacks == [own]
+    assert not any(isinstance(c, cb.TerminateOnNaN) for c in cb.CallbackList([]).callbacks)

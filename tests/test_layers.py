@@ -331,3 +331,49 @@ def test_layers_match_pytorch(cell, bidirectional, rng):
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
     for g, p in zip(mine.grads, ref.parameters()):
         np.testing.assert_allclose(g, p.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: LSTM(3, activation="relu"), "LSTM: unexpected keyword argument 'activation'$"),
+    (lambda: GRU(3, recurrent_activation="sigmoid"), "GRU: unexpected keyword argument 'recurrent_activation'"),
+    (lambda: SimpleRNN(3, input_shap=(4, 2)), "SimpleRNN: unexpected keyword argument 'input_shap'; did you mean "
+                                              "'input_shape'\\?"),
+    (lambda: Bidirectional(LSTM(2), mergemode="sum"), "Bidirectional: unexpected keyword argument 'mergemode'; "
+                                                      "did you mean 'merge_mode'\\?"),
+    (lambda: Dense(2, units_=3), "Dense: unexpected keyword argument 'units_'"),
+    (lambda: Embedding(4, 2, mask_zeros=True), "Embedding: unexpected keyword argument 'mask_zeros'"),
+    (lambda: Dropout(0.1, seed=3), "Dropout: unexpected keyword argument 'seed'"),
+], ids=["lstm", "gru", "simple_rnn", "bidirectional", "dense", "embedding", "dropout"])
+def test_unknown_keyword_names_the_layer_class_called(make, message):
+    with pytest.raises(TypeError, match=message):
+        make()
+
+
+def test_layer_calls_reject_complex_and_text_and_check_the_mask_shape(rng):
+    x = rng.standard_normal((2, 4, 3))
+    for layer in (LSTM(2), Dense(2), Activation("tanh"), Dropout(0.5), Masking()):
+        with pytest.raises(TypeError, match="x: expected a real-valued numeric array, got dtype complex128"):
+            layer(x + 1j)
+        with pytest.raises(TypeError, match="x: expected a real-valued numeric array"):
+            layer(x.astype(str))
+    with pytest.raises(TypeError, match="initial_state: expected a real-valued numeric array"):
+        GRU(2)(x, initial_state=[np.zeros((2, 2), complex)])
+    for mask in (np.ones((2, 5), bool), np.ones((2, 3), bool), np.ones((3, 4), bool)):
+        with pytest.raises(ValueError, match=r"mask: expected shape \[N, T\] = \[2, 4\]"):
+            SimpleRNN(2)(x, mask=mask)
+    with pytest.raises(ValueError, match=r"mask: expected shape \[2, 4\]"):
+        Masking()(x, mask=np.ones((2, 3), bool))
+    with pytest.raises(ValueError, match=r"x: layer 'lstm\w*' expects inputs \[N, T, C\], got shape \(2, 3\)"):
+        LSTM(2)(x[:, 0])
+
+
+def test_values_beyond_float32_are_rejected_without_a_numpy_warning():
+    model = rnnkit.Sequential([LSTM(2, input_shape=(None, 1))])
+    x = np.ones((1, 3, 1))
+    x[0, 1, 0] = 1e39
+    with pytest.raises(ValueError, match=r"x: the value 1e\+39 at index \[0, 1, 0\] is beyond the range of float32"):
+        model.predict(x)
+    assert rnnkit.Sequential([LSTM(2, input_shape=(None, 1), dtype="float64")]).predict(x).shape == (1, 2)
+    embedding = rnnkit.Sequential([Embedding(5, 2, input_shape=(None,))])
+    with pytest.raises(ValueError, match=r"x: ids must lie in \[0, input_dim=5\)"):
+        embedding.predict(np.array([[1.0, 1e20]]))

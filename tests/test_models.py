@@ -2,13 +2,14 @@
 truncated BPTT and bad input."""
 
 import io
+import math
 
 import numpy as np
 import pytest
 from conftest import central_differences
 
 import rnnkit
-from rnnkit import Sequential
+from rnnkit import Sequential, losses
 from rnnkit.callbacks import Callback, EarlyStopping
 from rnnkit.layers import GRU, LSTM, Bidirectional, Dense, Dropout, Embedding, Masking, SimpleRNN
 
@@ -351,3 +352,136 @@ def test_unbuilt_model_builds_from_data(rng):
     buf = io.StringIO()
     model.summary(print_fn=lambda s: buf.write(s + "\n"))
     assert "gru" in buf.getvalue()
+
+
+def test_a_shape_the_layers_do_not_take_leaves_the_model_unbuilt(rng):
+    model = Sequential([LSTM(3), Dense(1)])
+    with pytest.raises(ValueError, match=r"x: layer 'lstm\w*' expects inputs \[N, T, C\]"):
+        model.predict(rng.standard_normal((4, 5)))
+    assert not model.built and not model.layers[0].built and not model.layers[0].weights
+    assert model.predict(rng.standard_normal((4, 5, 2))).shape == (4, 1)  # builds for the right shape after all
+    dense = Sequential([Dense(3, input_shape=(4,))])
+    with pytest.raises(ValueError, match=r"x: layer 'gru\w*' expects inputs \[N, T, C\], got shape \(None, 3\)"):
+        dense.add(GRU(2))
+    assert len(dense.layers) == 1
+    with pytest.raises(ValueError, match="expects inputs"):
+        Sequential([Bidirectional(LSTM(2), input_shape=(4,))])
+
+
+# ---- empty batches ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make, x, expected", [
+    (lambda: [LSTM(4, return_sequences=True, input_shape=(None, 3)), Dense(2)], np.zeros((0, 6, 3)), (0, 6, 2)),
+    (lambda: [GRU(4, return_sequences=True)], np.zeros((0, 5, 3)), (0, 5, 4)),
+    (lambda: [Embedding(5, 3, mask_zero=True, input_shape=(None,)), Bidirectional(SimpleRNN(2, return_sequences=True))],
+     np.zeros((0, 7), np.int64), (0, 7, 4)),
+    (lambda: [LSTM(4, input_shape=(None, 3)), Dense(2)], np.zeros((0, 6, 3)), (0, 2)),
+], ids=["sequence_output", "unbuilt", "embedding", "last_step"])
+def test_predict_on_an_empty_batch_returns_an_empty_array_of_the_output_shape(make, x, expected):
+    model = Sequential(make())
+    out = model.predict(x)
+    assert out.shape == expected and out.dtype == np.float32
+
+
+def test_evaluate_and_fit_on_an_empty_batch_raise(rng):
+    model = Sequential([LSTM(2, return_sequences=True, input_shape=(None, 3))])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((0, 4, 3)), np.zeros((0, 4, 2))
+    with pytest.raises(ValueError, match=r"x: evaluate needs at least one sample, got an empty batch of shape "
+                                         r"\(0, 4, 3\)"):
+        model.evaluate(x, y)
+    with pytest.raises(ValueError, match="x: fit needs at least one sample"):
+        model.fit(x, y)
+    xs, ys = rng.standard_normal((3, 4, 3)), rng.standard_normal((3, 4, 2))
+    with pytest.raises(ValueError, match="validation_data\\[0\\]: fit needs at least one sample"):
+        model.fit(xs, ys, validation_data=(x, y))
+
+
+def test_fit_arguments_of_the_wrong_kind_are_named(rng):
+    model = _small_model()
+    model.compile("sgd", "mse")
+    x, y = rng.standard_normal((6, 3, 2)), rng.standard_normal((6, 1))
+    for split in ("0.5", [0.5]):
+        with pytest.raises(TypeError, match="validation_split: expected a fraction in \\[0, 1\\)"):
+            model.fit(x, y, validation_split=split, verbose=0)
+    for split in (float("nan"), 1.0, -0.25, True):
+        with pytest.raises(ValueError, match="validation_split: expected a fraction in \\[0, 1\\)"):
+            model.fit(x, y, validation_split=split, verbose=0)
+    for initial_epoch in (-1, 0.5, None):
+        with pytest.raises(ValueError, match="initial_epoch: expected an integer >= 0"):
+            model.fit(x, y, initial_epoch=initial_epoch, verbose=0)
+    history = model.fit(x, y, epochs=3, initial_epoch=1, validation_split=np.float32(0.5), verbose=0)
+    assert history.epoch == [1, 2] and "val_loss" in history.history
+
+
+# ---- a loss or gradient that is not finite stops fit -----------------------------------------------------
+class _PoisonedMSE(losses.MeanSquaredError):
+    """mse whose value (target 7) or gradient (target 8) is NaN, or whose gradient is finite but so large that its
+    square overflows float32 (target 9), for a batch holding a sample with that target."""
+
+    def value_and_grad(self, y_true, y_pred, sample_mask=None):
+        value, grad = super().value_and_grad(y_true, y_pred, sample_mask)
+        if np.any(np.asarray(y_true) == 7.0):
+            value = float("nan")
+        if np.any(np.asarray(y_true) == 8.0):
+            grad = np.full_like(grad, np.nan)
+        if np.any(np.asarray(y_true) == 9.0):
+            grad = np.full_like(grad, 1e30)
+        return value, grad
+
+
+class _WeightRecorder(Callback):
+    def __init__(self):
+        super().__init__()
+        self.after = []
+
+    def on_batch_end(self, batch, logs=None):
+        self.after.append(self.model.get_weights())
+
+
+@pytest.mark.parametrize("poison, message", [
+    (7.0, "Batch 2: Invalid loss, terminating training"),
+    (8.0, "Batch 2: Invalid gradient (NaN or inf) with a finite loss, terminating training"),
+    (9.0, "Batch 2: Invalid update (it would make a weight or the optimizer state NaN or inf), terminating training"),
+], ids=["loss", "gradient", "update"])
+@pytest.mark.parametrize("user_callback", [False, True], ids=["default", "with_TerminateOnNaN"])
+def test_fit_stops_on_a_nan_loss_and_keeps_the_weights_before_it(poison, message, user_callback, rng, capsys):
+    x, y = rng.standard_normal((12, 3, 2)), rng.standard_normal((12, 1))
+    y[9, 0] = poison  # in the third batch of four
+    model = _small_model()
+    model.compile("adam", _PoisonedMSE())
+    recorder = _WeightRecorder()
+    callbacks = [recorder] + ([rnnkit.callbacks.TerminateOnNaN()] if user_callback else [])
+    history = model.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0, callbacks=callbacks,
+                        validation_data=(x[:4], y[:4]))
+    assert capsys.readouterr().out.splitlines() == [message]  # printed once, whatever verbose is
+    assert model.stop_training and history.epoch == [0] and len(recorder.after) == 3
+    assert model.optimizer.iterations == 2  # the third batch's step was not applied
+    for before, after in zip(recorder.after[1], model.get_weights()):
+        np.testing.assert_array_equal(after, before)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    loss = history.history["loss"][0]
+    assert math.isnan(loss) if poison == 7.0 else math.isfinite(loss)
+    assert math.isfinite(history.history["val_loss"][0])
+
+
+def test_an_optimizer_step_that_would_overflow_is_undone_with_keep_finite(rng):
+    w = [rng.standard_normal((3, 2)).astype(np.float32), rng.standard_normal(2).astype(np.float32)]
+    opt = rnnkit.optimizers.Adam()
+    assert opt.apply_gradients([(np.ones_like(v), v) for v in w], keep_finite=True)
+    before, state = [v.copy() for v in w], opt.get_state()
+    assert not opt.apply_gradients([(np.full_like(v, 1e30), v) for v in w], keep_finite=True)  # g**2: inf
+    assert opt.iterations == 1
+    for v, old in zip(w, before):
+        np.testing.assert_array_equal(v, old)
+    for key, value in opt.get_state().items():
+        np.testing.assert_array_equal(value, state[key])
+    with np.errstate(over="ignore"):
+        assert opt.apply_gradients([(np.full_like(v, 1e30), v) for v in w])  # without it the step is taken
+    assert not np.isfinite(opt.get_state()["0/velocity"]).all() and opt.iterations == 2
+
+
+def test_train_on_batch_still_applies_every_step(rng):
+    model = _small_model()
+    model.compile("sgd", _PoisonedMSE())
+    x, y = rng.standard_normal((2, 3, 2)), np.full((2, 1), 7.0)
+    assert math.isnan(model.train_on_batch(x, y)) and model.optimizer.iterations == 1

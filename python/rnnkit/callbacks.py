@@ -33,7 +33,7 @@ import warnings
 
 __all__ = [
     "Callback", "CallbackList", "History", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau",
-    "LearningRateScheduler", "CSVLogger", "ProgbarLogger",
+    "LearningRateScheduler", "CSVLogger", "ProgbarLogger", "TerminateOnNaN",
 ]
 
 _HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_batch_begin", "on_batch_end")
@@ -63,11 +63,16 @@ class Callback:
 class CallbackList(Callback):
     """Calls each hook on every callback in order. ``add_progbar`` puts a ProgbarLogger (with
     ``params["verbose"]``) first and ``add_history`` a History last, as Keras does, so History
-    records what other callbacks add to the logs (e.g. ``learning_rate``)."""
+    records what other callbacks add to the logs (e.g. ``learning_rate``). ``add_terminate_on_nan``
+    adds a TerminateOnNaN after the progress bar unless the list has one (``Sequential.fit`` always
+    stops on a NaN or inf loss)."""
 
-    def __init__(self, callbacks=(), *, model=None, params=None, add_history=False, add_progbar=False):
+    def __init__(self, callbacks=(), *, model=None, params=None, add_history=False, add_progbar=False,
+                 add_terminate_on_nan=False):
         super().__init__()
         self.callbacks = list(callbacks)
+        if add_terminate_on_nan and not any(isinstance(c, TerminateOnNaN) for c in self.callbacks):
+            self.callbacks.insert(0, TerminateOnNaN())
         if add_progbar and not any(isinstance(c, ProgbarLogger) for c in self.callbacks):
             self.callbacks.insert(0, ProgbarLogger(verbose=(params or {}).get("verbose", 1)))
         self.history = next((c for c in self.callbacks if isinstance(c, History)), None)
@@ -264,6 +269,19 @@ class ReduceLROnPlateau(_Monitor):
                 if self.verbose > 0:
                     print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
                 self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+class TerminateOnNaN(Callback):
+    """Stop training when the loss becomes NaN or inf: at the end of such a batch print
+    ``Batch N: Invalid loss, terminating training`` (on stdout, as Keras does) and set
+    ``model.stop_training``. ``Sequential.fit`` behaves so even without it, and there the update of
+    that batch is not applied."""
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
 
 
 class LearningRateScheduler(Callback):

@@ -6,7 +6,8 @@
 
 Each position ``[N, ...]`` scores the mean over the last axis (binary accuracy, mae, mse) or one
 value (categorical accuracies); the metric is the mean over the positions kept by
-``sample_mask``, like the losses (``rnnkit.losses.masked_mean``).
+``sample_mask``, like the losses (``rnnkit.losses.masked_mean``). Metrics pickle (their per-position
+functions are module-level functions or ``functools.partial`` of them, never closures).
 
 ``"accuracy"`` (or ``"acc"``) picks its variant from the loss when one is given, as Keras'
 compile does: binary crossentropy -> binary accuracy (threshold 0.5, or 0.0 on logits when the
@@ -26,10 +27,12 @@ from . import losses
 __all__ = ["Metric", "get"]
 
 
+def _binary_accuracy(y_true, y_pred, threshold):
+    return np.mean(y_true == (y_pred > threshold), axis=-1)
+
+
 def _binary(threshold):
-    def accuracy(y_true, y_pred):
-        return np.mean(y_true == (y_pred > threshold), axis=-1)
-    return accuracy
+    return partial(_binary_accuracy, threshold=threshold)
 
 
 def _categorical(y_true, y_pred):
@@ -86,10 +89,14 @@ class _ShapeAccuracy(Metric):
         return Metric(self.name, *_accuracy_for_loss(loss))(y_true, y_pred, sample_mask)
 
 
+def _loss_per_position(y_true, y_pred, loss):
+    return loss._per_position(y_true, y_pred)[0]
+
+
 def _loss_values(name):
     """A loss' per-position values as a metric ("mae", "mse")."""
     loss = losses.get(name)
-    return (lambda y_true, y_pred: loss._per_position(y_true, y_pred)[0]), loss
+    return partial(_loss_per_position, loss=loss), loss
 
 
 _METRICS = {  # name -> () -> (per_position, loss used for validation)

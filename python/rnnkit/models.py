@@ -9,6 +9,7 @@ lengths; a sequence output's masked steps are left out of the loss and the metri
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 
 import numpy as np
@@ -52,11 +53,15 @@ class Sequential:
             raise ValueError(f"layer: Embedding {layer.name!r} takes integer ids, so it must be the first layer")
         if self.layers and layer.batch_input_shape is not None:
             raise ValueError(f"layer: only the first layer takes input_shape=, {layer.name!r} is not first")
+        if self.build_input_shape is not None:
+            layer.ensure_built(self._output_shape())  # before appending: a layer that does not fit is not added
         self.layers.append(layer)
         if len(self.layers) == 1 and layer.batch_input_shape is not None:
-            self.build(layer.batch_input_shape)
-        elif self.build_input_shape is not None:
-            layer.ensure_built(self._output_shape(len(self.layers) - 1))
+            try:
+                self.build(layer.batch_input_shape)
+            except Exception:
+                self.layers.pop()
+                raise
 
     def _output_shape(self, n_layers=None, input_shape=None):
         """The output shape of the first ``n_layers`` layers (all by default) for ``input_shape`` (the built one
@@ -67,14 +72,17 @@ class Sequential:
         return shape
 
     def build(self, input_shape):
-        """Creates every layer's weights for inputs of ``input_shape`` (with the batch axis, None allowed)."""
+        """Creates every layer's weights for inputs of ``input_shape`` (with the batch axis, None allowed).
+        Every layer's input shape is checked first, so a shape the layers do not take leaves the model unbuilt."""
         if not self.layers:
             raise ValueError("model: add layers before building it")
-        shape = tuple(None if d is None else int(d) for d in input_shape)
-        self.build_input_shape = shape
+        shapes = [tuple(None if d is None else int(d) for d in input_shape)]
         for layer in self.layers:
+            layer.check_input_ndim(shapes[-1])
+            shapes.append(tuple(layer.compute_output_shape(shapes[-1])))
+        for layer, shape in zip(self.layers, shapes):
             layer.ensure_built(shape)
-            shape = tuple(layer.compute_output_shape(shape))
+        self.build_input_shape = shapes[0]
 
     @property
     def built(self):
@@ -160,6 +168,8 @@ class Sequential:
         x = self.layers[0].check_input(x, name)
         if x.ndim < 2:
             raise ValueError(f"{name}: expected a batch [N, ...] with at least 2 axes, got shape {x.shape}")
+        if x.shape[-1] == 0 and not isinstance(self.layers[0], Embedding):
+            raise ValueError(f"{name}: expected at least one feature on the last axis, got shape {x.shape}")
         if not self.built:
             self.build((None, *x.shape[1:]))
         expected = self.build_input_shape
@@ -193,52 +203,68 @@ class Sequential:
             raise RuntimeError(f"{what}: compile the model first, e.g. model.compile(optimizer='adam', loss='mse')")
 
     # ---- forward, backward, one step ----------------------------------------------------------------
+    # The model's own arithmetic runs with NumPy's floating-point warnings off: an overflow or an invalid value
+    # (finite inputs too large for the dtype) becomes inf or NaN, which predict returns and fit detects and stops on.
     def _forward(self, x, training):
         """x -> (y_pred, mask of y_pred or None)."""
         mask = None
-        for layer in self.layers:
-            next_mask = layer.compute_mask(x, mask)
-            x = layer(x, mask=mask, training=training)
-            mask = next_mask
+        with _float_warnings_off():
+            for layer in self.layers:
+                next_mask = layer.compute_mask(x, mask)
+                x = layer(x, mask=mask, training=training)
+                mask = next_mask
         return x, mask
 
     def _backward(self, dy):
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
+        with _float_warnings_off():
+            for layer in reversed(self.layers):
+                dy = layer.backward(dy)
 
     def _loss_and_metrics(self, y, y_pred, mask):
         sample_mask = mask if mask is not None and y_pred.ndim == 3 else None
-        value, grad = self.loss.value_and_grad(y, y_pred, sample_mask=sample_mask)
-        logs = {"loss": value}
-        logs.update((name, float(fn(y, y_pred, sample_mask=sample_mask))) for name, fn in self.metrics)
+        with _float_warnings_off():
+            value, grad = self.loss.value_and_grad(y, y_pred, sample_mask=sample_mask)
+            logs = {"loss": value}
+            logs.update((name, float(fn(y, y_pred, sample_mask=sample_mask))) for name, fn in self.metrics)
         return logs, grad
 
-    def _train_step(self, x, y):
+    def _train_step(self, x, y, guard=False):
+        """One optimizer step: (logs, None). With ``guard``, a step whose loss or gradients are NaN or inf, or whose
+        update would make a weight or the optimizer's state NaN or inf, changes nothing (weights and optimizer
+        state as before it) and returns (logs, "loss", "gradient" or "update")."""
         y_pred, mask = self._forward(x, training=True)
         logs, grad = self._loss_and_metrics(y, y_pred, mask)
+        if guard and not math.isfinite(logs["loss"]):
+            return logs, "loss"
         self._backward(grad)
         pairs = [(g, w) for layer in self.layers if layer.trainable for g, w in zip(layer.grads, layer.weights)]
-        self.optimizer.apply_gradients(pairs)
-        return logs
+        if guard and not all(np.isfinite(g).all() for g, _ in pairs):
+            return logs, "gradient"
+        with _float_warnings_off():
+            applied = self.optimizer.apply_gradients(pairs, keep_finite=guard)
+        return logs, None if applied else "update"
 
-    def _train_batch(self, x, y, tbptt_steps):
-        """One batch; with ``tbptt_steps`` one optimizer step per window of that many time steps, the
-        stateful layers' state carried from window to window (reset at the batch's start)."""
+    def _train_batch(self, x, y, tbptt_steps, guard=False):
+        """One batch: (logs, None or what was not finite, as ``_train_step``); with ``tbptt_steps`` one optimizer
+        step per window of that many time steps, the stateful layers' state carried from window to window (reset
+        at the batch's start), stopping at a window whose step was not applied."""
         if tbptt_steps is None:
-            return self._train_step(x, y)
+            return self._train_step(x, y, guard)
         self.reset_states()
         T, totals = x.shape[1], {}
         for start in range(0, T, tbptt_steps):
-            logs = self._train_step(x[:, start:start + tbptt_steps], y[:, start:start + tbptt_steps])
+            logs, invalid = self._train_step(x[:, start:start + tbptt_steps], y[:, start:start + tbptt_steps], guard)
             for k, v in logs.items():
                 totals[k] = totals.get(k, 0.0) + v * min(tbptt_steps, T - start) / T
-        return totals
+            if invalid:
+                return totals, invalid
+        return totals, None
 
     def train_on_batch(self, x, y):
         """One optimizer step on (x, y); returns the loss (a list [loss, *metrics] when compiled with metrics)."""
         self._check_compiled("train_on_batch")
         x = self._check_x(x)
-        logs = self._train_step(x, self._check_y(y, x))
+        logs, _ = self._train_step(x, self._check_y(y, x))
         return _result(logs, self.metrics, False)
 
     # ---- fit / evaluate / predict -------------------------------------------------------------------
@@ -251,21 +277,31 @@ class Sequential:
         rnnkit's generator (rnnkit.set_seed makes it repeatable). tbptt_steps=k (truncated BPTT; every
         recurrent layer must be stateful and the targets sequences [N, T, ...]) splits each batch into
         windows of k steps: the state is carried across windows and the gradient cut between them.
+
+        A batch whose loss or a gradient is NaN or inf, or whose update would make a weight or the optimizer
+        state NaN or inf (an overflow), stops training, with or without a TerminateOnNaN callback: that batch's
+        update is not applied (the weights and the optimizer state stay as they were before it; with
+        tbptt_steps, before its window), fit prints ``Batch N: Invalid loss, terminating training`` (``Invalid
+        gradient ...`` or ``Invalid update ...`` when the loss was finite) whatever ``verbose`` is, sets
+        ``model.stop_training``, and ends after that epoch's callbacks, whose logs (and the History) carry the
+        batch's loss. NumPy's floating-point warnings are off inside the model's arithmetic: an overflow
+        shows as inf or NaN, and is reported this way.
         """
         self._check_compiled("fit")
         batch_size = _positive_int("batch_size", batch_size)
         epochs = _positive_int("epochs", epochs, minimum=0)
+        initial_epoch = _positive_int("initial_epoch", initial_epoch, minimum=0)
         x = self._check_x(x)
         y = self._check_y(y, x)
+        _require_samples("fit", x)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data: expected a tuple (x_val, y_val)")
             x_val = self._check_x(validation_data[0], "validation_data[0]")
             val = (x_val, self._check_y(validation_data[1], x_val, "validation_data[1]"))
-        elif validation_split:
-            if not 0.0 < float(validation_split) < 1.0:
-                raise ValueError(f"validation_split: expected a fraction in (0, 1), got {validation_split!r}")
-            split = int(x.shape[0] * (1.0 - float(validation_split)))
+            _require_samples("fit", x_val, "validation_data[0]")
+        elif (fraction := _fraction(validation_split)) > 0:
+            split = int(x.shape[0] * (1.0 - fraction))
             if split in (0, x.shape[0]):
                 raise ValueError(f"validation_split: {validation_split} of {x.shape[0]} samples leaves an empty set")
             x, y, val = x[:split], y[:split], (x[split:], y[split:])
@@ -275,7 +311,7 @@ class Sequential:
             tbptt_steps = self._check_tbptt(tbptt_steps, x, y)
 
         cbs = callbacks_module.CallbackList(
-            callbacks or [], model=self, add_history=True, add_progbar=bool(verbose),
+            callbacks or [], model=self, add_history=True, add_progbar=bool(verbose), add_terminate_on_nan=True,
             params={"epochs": epochs, "steps": math.ceil(x.shape[0] / batch_size), "verbose": verbose})
         self.stop_training = False
         N = x.shape[0]
@@ -287,11 +323,14 @@ class Sequential:
             for step, start in enumerate(range(0, N, batch_size)):
                 index = order[start:start + batch_size]
                 cbs.on_batch_begin(step)
-                logs = self._train_batch(x[index], y[index], tbptt_steps)
+                logs, invalid = self._train_batch(x[index], y[index], tbptt_steps, guard=True)
                 seen += len(index)
                 for k, v in logs.items():
                     totals[k] = totals.get(k, 0.0) + v * len(index)
-                cbs.on_batch_end(step, {k: v / seen for k, v in totals.items()})
+                cbs.on_batch_end(step, {k: v / seen for k, v in totals.items()})  # TerminateOnNaN: a bad loss
+                if invalid in _INVALID_STEP:
+                    print(f"Batch {step}: {_INVALID_STEP[invalid]}, terminating training")
+                    self.stop_training = True
                 if self.stop_training:
                     break
             epoch_logs = {k: v / seen for k, v in totals.items()}
@@ -327,22 +366,28 @@ class Sequential:
         return {k: v / x.shape[0] for k, v in totals.items()}
 
     def evaluate(self, x=None, y=None, batch_size=32, verbose=0, return_dict=False):
-        """The loss (and metrics) over (x, y) in inference mode, averaged over samples."""
+        """The loss (and metrics) over (x, y) in inference mode, averaged over samples (ValueError for none)."""
         self._check_compiled("evaluate")
         x = self._check_x(x)
-        logs = self._evaluate(x, self._check_y(y, x), _positive_int("batch_size", batch_size))
+        y = self._check_y(y, x)
+        batch_size = _positive_int("batch_size", batch_size)
+        _require_samples("evaluate", x)
+        logs = self._evaluate(x, y, batch_size)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), file=sys.stdout)
         return _result(logs, self.metrics, return_dict)
 
     def predict(self, x, batch_size=32, verbose=0):
-        """The model's output for x, computed ``batch_size`` samples at a time (bounded memory)."""
+        """The model's output for x, computed ``batch_size`` samples at a time (bounded memory); an empty batch
+        ``[0, ...]`` gives an empty array of the output's shape (``[0, T, K]`` for a sequence output)."""
         x = self._check_x(x)
         batch_size = _positive_int("batch_size", batch_size)
         with no_backward():
             out = [self._forward(x[start:start + batch_size], training=False)[0]
                    for start in range(0, x.shape[0], batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, *self._output_shape()[1:]), self.layers[-1].dtype)
+        if not out:
+            return np.zeros(self._output_shape(input_shape=x.shape), self.layers[-1].dtype)
+        return np.concatenate(out)
 
     def __call__(self, x, training=False):
         return self._forward(self._check_x(x), training=training)[0]
@@ -388,6 +433,32 @@ def _result(logs, metrics, return_dict):
     if return_dict:
         return dict(logs)
     return logs["loss"] if not metrics else [logs["loss"], *(logs[name] for name, _ in metrics)]
+
+
+_INVALID_STEP = {  # fit's messages for a step it did not apply (a NaN or inf loss: TerminateOnNaN's)
+    "gradient": "Invalid gradient (NaN or inf) with a finite loss",
+    "update": "Invalid update (it would make a weight or the optimizer state NaN or inf)",
+}
+
+
+def _float_warnings_off():
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
+def _fraction(validation_split):
+    """validation_split as a float in [0, 1) (0: no split); TypeError / ValueError naming it otherwise."""
+    if validation_split is None:
+        return 0.0
+    if not isinstance(validation_split, numbers.Real):
+        raise TypeError(f"validation_split: expected a fraction in [0, 1), got {validation_split!r}")
+    if not 0.0 <= float(validation_split) < 1.0:
+        raise ValueError(f"validation_split: expected a fraction in [0, 1), got {validation_split!r}")
+    return float(validation_split)
+
+
+def _require_samples(what, x, name="x"):
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}: {what} needs at least one sample, got an empty batch of shape {x.shape}")
 
 
 def _positive_int(name, value, minimum=1):

@@ -22,6 +22,7 @@ The configuration (hyperparameters and the current learning rate) is ``get_confi
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 
@@ -200,9 +201,14 @@ class Optimizer(Configurable):
     def _update(self, g, w, slots, lr, t):
         raise NotImplementedError
 
-    def apply_gradients(self, grads_and_vars) -> None:
+    def apply_gradients(self, grads_and_vars, *, keep_finite=False) -> bool:
         """Apply one step. grads_and_vars: iterable of ``(grad, variable)``, each ``grad`` with its
-        variable's shape; each variable a writable floating ``ndarray``, updated in place."""
+        variable's shape; each variable a writable floating ``ndarray``, updated in place.
+
+        ``keep_finite=True``: a step that would leave a NaN or inf in a variable or in the optimizer's
+        state (an overflow, e.g. a squared gradient beyond float32) is undone: the variables, slots and
+        ``iterations`` are restored to their values before it, at the cost of one copy of each. Returns
+        whether the step was applied (always True without ``keep_finite``)."""
         pairs = list(grads_and_vars)
         variables = [w for _, w in pairs]
         for i, w in enumerate(variables):
@@ -225,13 +231,25 @@ class Optimizer(Configurable):
                                      f"but variable {i} has shape {w.shape} and dtype {w.dtype}")
         grads = clip_gradients(grads, clipnorm=self.clipnorm, clipvalue=self.clipvalue,
                                global_clipnorm=self.global_clipnorm)
+        if keep_finite:
+            before = ([w.copy() for w in variables], [{name: a.copy() for name, a in slots.items()}
+                                                      for slots in self._slot_arrays], self.iterations)
         lr, t = self.learning_rate, self.iterations + 1
-        for g, w, slots in zip(grads, variables, self._slot_arrays):
-            if self.weight_decay is not None:
-                # w = w - w * wd * lr   (decoupled weight decay, before the update)
-                w -= w * self.weight_decay * lr
-            self._update(g, w, slots, lr, t)
+        # with keep_finite an overflow is expected and handled below: no NumPy warning for it
+        with np.errstate(over="ignore", invalid="ignore") if keep_finite else contextlib.nullcontext():
+            for g, w, slots in zip(grads, variables, self._slot_arrays):
+                if self.weight_decay is not None:
+                    # w = w - w * wd * lr   (decoupled weight decay, before the update)
+                    w -= w * self.weight_decay * lr
+                self._update(g, w, slots, lr, t)
         self.iterations = t
+        if keep_finite and not all(np.isfinite(a).all() for w, slots in zip(variables, self._slot_arrays)
+                                   for a in (w, *slots.values())):
+            saved, self._slot_arrays, self.iterations = before
+            for w, old in zip(variables, saved):
+                w[...] = old
+            return False
+        return True
 
     def _build(self, variables):
         self._slot_arrays = [{name: np.full_like(w, value) for name, value in self._slots().items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import initializers
-from .base import Layer, get_initializer
+from .base import Layer, as_float_array, get_initializer
 from .recurrent import _rate, dropout_mask
 
 __all__ = ["Dense", "Embedding", "Masking", "Dropout", "Activation", "ACTIVATIONS"]
@@ -63,7 +63,7 @@ class Dense(Layer):
         self.built = True
 
     def call(self, x, mask=None, training=False):
-        x = np.asarray(x, dtype=self.dtype)
+        x = as_float_array(x, self.dtype)
         z = x @ self.weights[0]
         if self.use_bias:
             z += self.weights[1]
@@ -75,7 +75,7 @@ class Dense(Layer):
         x, z, y = self._context
         dz = ACTIVATIONS[self.activation][1](np.asarray(dout, dtype=self.dtype), z, y)
         dz2 = dz.reshape(-1, self.units)
-        self.grads = [x.reshape(-1, x.shape[-1]).T @ dz2] + ([dz2.sum(axis=0)] if self.use_bias else [])
+        self.grads = [x.reshape(len(dz2), x.shape[-1]).T @ dz2] + ([dz2.sum(axis=0)] if self.use_bias else [])
         return dz @ self.weights[0].T
 
     def compute_output_shape(self, input_shape):
@@ -98,7 +98,7 @@ class Activation(Layer):
         self.activation = _activation(activation)
 
     def call(self, x, mask=None, training=False):
-        z = np.asarray(x, dtype=self.dtype)
+        z = as_float_array(x, self.dtype)
         y = ACTIVATIONS[self.activation][0](z)
         self._context = (z, y)
         return y
@@ -124,7 +124,7 @@ class Dropout(Layer):
         self.noise_shape = None if noise_shape is None else list(noise_shape)
 
     def call(self, x, mask=None, training=False):
-        x = np.asarray(x, dtype=self.dtype)
+        x = as_float_array(x, self.dtype)
         self._mask = None
         if not training or not self.rate:
             return x
@@ -154,10 +154,13 @@ class Masking(Layer):
 
     def compute_mask(self, x, mask=None):
         own = np.any(np.asarray(x) != self.mask_value, axis=-1)
-        return own if mask is None else own & mask
+        if mask is not None and np.shape(mask) != own.shape:
+            raise ValueError(f"mask: expected shape {list(own.shape)} (x without its feature axis), "
+                             f"got {list(np.shape(mask))}")
+        return own if mask is None else own & np.asarray(mask, dtype=bool)
 
     def call(self, x, mask=None, training=False):
-        x = np.asarray(x, dtype=self.dtype)
+        x = as_float_array(x, self.dtype)
         self._keep = self.compute_mask(x, mask)[..., None]
         return x * self._keep
 
@@ -191,11 +194,10 @@ class Embedding(Layer):
     def check_input(self, x, name="x"):
         """x as an int64 array of ids in [0, input_dim); TypeError/ValueError naming ``name`` otherwise."""
         x = np.asarray(x)
-        if x.dtype.kind == "f" and np.all(np.isfinite(x)) and np.all(x == np.round(x)):
-            x = x.astype(np.int64)
-        if x.dtype.kind not in "iu":
+        whole_floats = x.dtype.kind == "f" and np.all(np.isfinite(x)) and np.all(x == np.round(x))
+        if x.dtype.kind not in "iu" and not whole_floats:
             raise TypeError(f"{name}: Embedding {self.name!r} expects integer ids, got dtype {x.dtype}")
-        if x.size and (x.min() < 0 or x.max() >= self.input_dim):
+        if x.size and (x.min() < 0 or x.max() >= self.input_dim):  # before the cast: 1e20 fits no int64
             raise ValueError(f"{name}: ids must lie in [0, input_dim={self.input_dim}), got values in "
                              f"[{x.min()}, {x.max()}]")
         return x.astype(np.int64, copy=False)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional, initializers
-from .base import Layer, get_initializer, sequence_batch
+from .base import Layer, as_float_array, get_initializer, sequence_batch
 from .recurrent import reverse_steps
 
 __all__ = ["Jordan"]
@@ -34,6 +34,7 @@ class Jordan(Layer):
     """
 
     supports_masking = True
+    input_ndim = (3, "[N, T, C]")
 
     def __init__(self, units, output_units, activation="tanh", output_activation=None, return_sequences=False,
                  go_backwards=False, use_bias=True, kernel_initializer="glorot_uniform",
@@ -79,7 +80,7 @@ class Jordan(Layer):
         y0 = None
         if initial_state is not None:
             y0 = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
-            y0 = np.asarray(y0, dtype=self.dtype)
+            y0 = as_float_array(y0, self.dtype, "initial_state")
             if y0.shape != (N, self.output_units):
                 raise ValueError(f"initial_state: expected an array of shape [N, O] = [{N}, {self.output_units}], "
                                  f"got {y0.shape}")

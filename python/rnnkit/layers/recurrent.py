@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import functional, initializers
 from .. import random as _random
-from .base import Layer, backward_possible, get_initializer, sequence_batch
+from .base import Layer, as_float_array, backward_possible, get_initializer, sequence_batch
 
 __all__ = ["Recurrent", "SimpleRNN", "LSTM", "GRU", "dropout_mask", "reverse_steps"]
 
@@ -62,6 +62,7 @@ class Recurrent(Layer):
     n_states = 1  # 2 for LSTM (h, c)
     options = ()  # names of constructor arguments passed on to the kernels and kept in the config
     supports_masking = True
+    input_ndim = (3, "[N, T, C]")
 
     def __init__(self, units, return_sequences=False, return_state=False, go_backwards=False, stateful=False,
                  dropout=0.0, recurrent_dropout=0.0, use_bias=True, kernel_initializer="glorot_uniform",
@@ -150,7 +151,7 @@ class Recurrent(Layer):
         if len(states) != self.n_states:
             raise ValueError(f"initial_state: layer {self.name!r} takes {self.n_states} state array(s), "
                              f"got {len(states)}")
-        states = [np.asarray(s, dtype=self.dtype) for s in states]
+        states = [as_float_array(s, self.dtype, "initial_state") for s in states]
         for s in states:
             if s.shape != (N, self.units):
                 raise ValueError(f"initial_state: expected arrays of shape [N, H] = [{N}, {self.units}], got {s.shape}")

@@ -22,6 +22,7 @@ class Bidirectional(Layer):
     """
 
     supports_masking = True
+    input_ndim = (3, "[N, T, C]")
 
     def __init__(self, layer, merge_mode="concat", **kwargs):
         if not isinstance(layer, Recurrent):
