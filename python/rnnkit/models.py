@@ -20,8 +20,9 @@ from . import losses, metrics as metrics_module, optimizers
 from .layers import Bidirectional, Embedding, Layer, Recurrent
 from .layers.base import no_backward
 from .random import generator
+from .saving import load_model  # keras.models.load_model; saving imports this module only inside its functions
 
-__all__ = ["Sequential"]
+__all__ = ["Sequential", "load_model"]
 
 
 class Sequential:
