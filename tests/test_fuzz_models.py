@@ -124,6 +124,31 @@ def prefix_lengths(mask):
     return lengths if np.array_equal(mask, np.arange(mask.shape[1]) < lengths[:, None]) else None
 
 
+def keras_sequence(a, lengths, go_backwards):
+    """A one-way layer's sequence output in Keras 3, from the kernel's (each step's output at its input step,
+    zeros at padded steps): with go_backwards the whole padded sequence reversed; else each padded step repeats
+    the sequence's last valid output."""
+    if go_backwards:
+        return a[:, ::-1].copy()
+    out = a.copy()
+    for n, L in enumerate([] if lengths is None else lengths):
+        if L > 0:
+            out[n, L:] = a[n, L - 1]
+    return out
+
+
+def keras_sequence_grad(d, lengths, go_backwards):
+    """The gradient of the kernel's output from that of ``keras_sequence``'s."""
+    if go_backwards:
+        return d[:, ::-1].copy()
+    out = d.copy()
+    for n, L in enumerate([] if lengths is None else lengths):
+        if L > 0:
+            out[n, L - 1] += d[n, L:].sum(axis=0)
+        out[n, L:] = 0
+    return out
+
+
 def reverse_valid(a, lengths):
     """a: [N, T, ...] with each row's first lengths[n] steps in reverse order."""
     out = a.copy()
@@ -166,8 +191,12 @@ def ref_recurrent(layer, a, lengths, align=False, states=()):
     y, final, _ = ref_recurrent_kernel(layer, a, lengths, states)
     if layer.return_sequences:
         out = y.transpose(1, 0, 2)
-        if layer.go_backwards and not align:
-            out = reverse_valid(out, lengths)
+        if align:  # Bidirectional's backward layer: aligned with the input steps, zeros at padded steps
+            pass
+        elif layer is not None and getattr(layer, "_zero_padding", False):  # Bidirectional's forward layer
+            out = out[:, ::-1].copy() if layer.go_backwards else out
+        else:
+            out = keras_sequence(out, lengths, layer.go_backwards)
     else:
         out = final[0]
     return [out, *final] if layer.return_state else out
@@ -838,9 +867,7 @@ def reference_layer(layer, xa, lengths, states):
         return ([merged, *s_f, *s_b] if f.return_state else merged), None
     y, final, cache = ref_recurrent_kernel(layer, a, lengths, () if states is None else states)
     if layer.return_sequences:
-        out = y.transpose(1, 0, 2)
-        if layer.go_backwards:
-            out = reverse_valid(out, lengths)
+        out = keras_sequence(y.transpose(1, 0, 2), lengths, layer.go_backwards)
     else:
         out = final[0]
     return ([out, *final] if layer.return_state else out), cache
@@ -866,8 +893,7 @@ def check_layer_backward(layer, x64, lengths, cache, outputs, rng):
         H, n = layer.units, layer.n_states
         dstates = list(d64[1:]) + [None] * (n - len(d64[1:]))
         if layer.return_sequences:
-            dy = reverse_valid(d64[0], lengths) if layer.go_backwards else d64[0]
-            dy_t = dy.transpose(1, 0, 2)
+            dy_t = keras_sequence_grad(d64[0], lengths, layer.go_backwards).transpose(1, 0, 2)
         else:
             dy_t = np.zeros((T, N, H))
             dstates[0] = d64[0] if dstates[0] is None else dstates[0] + d64[0]

@@ -3,11 +3,9 @@
 Each rnnkit layer gets random weights (biases included); ``rnnkit.convert.to_keras_*`` turns them into Keras'
 layout and they are set on the matching Keras layer; both run on the same random float32 inputs, and the
 outputs must agree to float32 rounding. Masks come from an ``Embedding(mask_zero=True)`` in front, on ids
-padded at the end (rnnkit's layers take right-padded masks only).
-
-Where rnnkit's semantics differ from Keras 3, the test states Keras' behaviour and is marked
-``xfail(strict=True)`` with the difference spelled out, so it starts passing (and then fails as an
-unexpected pass) the day the layers change.
+padded at the end (rnnkit's layers take right-padded masks only). Sequence outputs are compared at every
+step, padded ones included: a one-way layer repeats its last valid output there, and with ``go_backwards``
+returns the whole padded sequence reversed, as Keras 3 does.
 
 Keras is an optional peer: the module skips when it cannot be imported, unless ``RNNKIT_REQUIRE_KERAS=1``
 (CI sets it), which makes a missing Keras an error. Keras' NumPy backend imports jax for some of its ops, so
@@ -119,26 +117,12 @@ def run_both(ours, theirs, rng, masked):
     return ours(emb(ids), mask=mask), np.asarray(theirs(kemb(ids), mask=kmask))
 
 
-# ---- the differences, named once ------------------------------------------------------------------------
-
-CARRY_FORWARD = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "masked steps of a one-way return_sequences output: Keras 3 repeats the last valid output there "
-    "(RNN(zero_output_for_mask=False), its default for SimpleRNN/LSTM/GRU), rnnkit outputs zeros"))
-BACKWARDS_ORDER = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "go_backwards with a mask and return_sequences: Keras 3 runs the whole padded sequence reversed, padding "
-    "first, so a right-padded sequence of length L comes out as T-L zero steps then its L outputs; rnnkit "
-    "reverses only the L valid steps and returns their L outputs first, then the zeros of the padding"))
-
-
 def recurrent_cases():
     for cell in CELLS:
         for return_sequences in (True, False):
             for go_backwards in (False, True):
                 for masked in (False, True):
-                    marks = []
-                    if masked and return_sequences:
-                        marks = [BACKWARDS_ORDER if go_backwards else CARRY_FORWARD]
-                    yield pytest.param(cell, return_sequences, go_backwards, masked, marks=marks, id="-".join(
+                    yield pytest.param(cell, return_sequences, go_backwards, masked, id="-".join(
                         [cell, "seq" if return_sequences else "last", "backwards" if go_backwards else "forwards",
                          "masked" if masked else "unmasked"]))
 
@@ -158,19 +142,6 @@ def test_recurrent_layer_return_state(rng, cell):
     assert len(actual) == len(expected) == (3 if cell == "lstm" else 2)
     for a, e in zip(actual, expected):
         assert_close(a, np.asarray(e))
-
-
-@pytest.mark.parametrize("cell", CELLS)
-def test_recurrent_layer_masked_sequence_output_at_valid_steps(rng, cell):
-    """Where the two differ (the masked steps of a sequence output), they still agree at every valid step."""
-    for go_backwards in (False, True):
-        ours, theirs = recurrent_pair(cell, rng, return_sequences=True, go_backwards=go_backwards)
-        actual, expected = run_both(ours, theirs, rng, masked=True)
-        valid = np.arange(T) < LENGTHS[:, None]
-        if go_backwards:  # Keras: the valid outputs are the last L steps; rnnkit: the first L
-            expected = np.stack([np.roll(e, -(T - L), axis=0) for e, L in zip(expected, LENGTHS)])
-        assert_close(actual[valid], expected[valid])
-        assert_array_equal(actual[~valid], 0)
 
 
 # ---- Bidirectional --------------------------------------------------------------------------------------
@@ -267,7 +238,6 @@ def test_sequential_stack_on_masked_ids(rng):
     assert_close(*predict_both(rng, make_layers, padded_ids(rng)))
 
 
-@CARRY_FORWARD
 def test_sequential_sequence_output_on_masked_ids(rng):
     def make_layers(lib):
         return [lib.Embedding(V, C, mask_zero=True), lib.LSTM(H, return_sequences=True), lib.Dense(3)]

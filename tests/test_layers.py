@@ -194,11 +194,33 @@ def test_go_backwards_is_keras_reversed_processing(cell, rng):
     fwd(x)
     fwd.set_weights(back.get_weights())
     np.testing.assert_allclose(back(x), fwd(x[:, ::-1]), rtol=1e-12)
-    # masked: each sequence's own steps are reversed, the padding stays at the end
+    # masked: the whole padded sequence reversed (Keras 3): zeros for the padding first, then the outputs of
+    # the sequence's own steps from its last to its first
     lengths = MASK.sum(1)
+    T = x.shape[1]
     for n, L in enumerate(lengths):
-        np.testing.assert_allclose(back(x, mask=MASK)[n, :L], fwd(x[n:n + 1, :L][:, ::-1])[0], rtol=1e-12)
-        np.testing.assert_array_equal(back(x, mask=MASK)[n, L:], 0.0)
+        np.testing.assert_array_equal(back(x, mask=MASK)[n, :T - L], 0.0)
+        np.testing.assert_allclose(back(x, mask=MASK)[n, T - L:], fwd(x[n:n + 1, :L][:, ::-1])[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("cell", [SimpleRNN, LSTM, GRU])
+def test_padded_steps_repeat_the_last_valid_output(cell, rng):
+    """Keras 3: at a padded step a one-way sequence output repeats the sequence's last valid output (zeros for an
+    empty sequence); the gradient reaching a padded step goes to the step it repeats."""
+    x = rng.standard_normal((3, 4, 2))
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]], bool)
+    layer = cell(3, return_sequences=True, dtype="float64")
+    y = layer(x, mask=mask)
+    np.testing.assert_array_equal(y[0, 2:], np.broadcast_to(y[0, 1], (2, 3)))
+    np.testing.assert_array_equal(y[2], 0.0)
+    R = rng.standard_normal(y.shape)
+    dx = layer.backward(R)
+    R_moved = R.copy()
+    R_moved[0, 1] += R[0, 2:].sum(axis=0)
+    R_moved[0, 2:] = 0
+    R_moved[2] = 0
+    layer(x, mask=mask)
+    np.testing.assert_allclose(layer.backward(R_moved), dx, rtol=1e-12)
 
 
 @pytest.mark.parametrize("make", RECURRENT)

@@ -2,8 +2,12 @@
 
 Inputs are batch-major ``x: [N, T, C]``; the layer hands the kernels of ``rnnkit.functional`` the
 time-major ``[T, N, C]`` array (one transpose per layer boundary) and a mask as per-sequence ``lengths``.
-Outputs: ``[N, T, H]`` with ``return_sequences`` (zeros at padded steps), else ``[N, H]`` (each sequence's
-state after its own last step); with ``return_state`` a list ``[output, h_n]`` (LSTM: ``[output, h_n, c_n]``).
+Outputs: ``[N, T, H]`` with ``return_sequences``, else ``[N, H]`` (each sequence's state after its own last
+step); with ``return_state`` a list ``[output, h_n]`` (LSTM: ``[output, h_n, c_n]``). As in Keras 3, a sequence
+output repeats a sequence's last valid output at its padded steps (zeros before its first), and with
+``go_backwards`` it is the whole padded sequence reversed: the padding's zeros first, then the outputs of the
+valid steps from the last to the first. Inside ``Bidirectional`` both directions output zeros at padded
+steps, the backward one aligned with the input steps (Keras' ``zero_output_for_mask``).
 
 Weights use PyTorch's layout: ``W_ih: [G*H, C]``, ``W_hh: [G*H, H]``, ``b_ih, b_hh: [G*H]`` (LSTM gates i, f, g,
 o; GRU r, z, n). Initialisation follows Keras: ``kernel_initializer`` is called once on the Keras-shaped
@@ -21,7 +25,7 @@ from .. import functional, initializers
 from .. import random as _random
 from .base import Layer, as_float_array, backward_possible, get_initializer, sequence_batch
 
-__all__ = ["Recurrent", "SimpleRNN", "LSTM", "GRU", "dropout_mask", "reverse_steps"]
+__all__ = ["Recurrent", "SimpleRNN", "LSTM", "GRU", "dropout_mask", "reverse_steps", "carried_steps"]
 
 
 def dropout_mask(shape, rate, dtype):
@@ -40,6 +44,15 @@ def reverse_steps(a, lengths):
     t = np.arange(a.shape[1])
     index = np.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
     return a[np.arange(a.shape[0])[:, None], index]
+
+
+def carried_steps(lengths, T):
+    """index: [N, T] of the step whose output each step of a right-padded sequence output shows in Keras 3: the
+    step itself inside the sequence, its last valid step after it (the step itself, a zero output, for an empty
+    sequence)."""
+    t = np.arange(T)
+    last = lengths[:, None] - 1
+    return np.where((t >= lengths[:, None]) & (last >= 0), last, t)
 
 
 def _rate(name, value):
@@ -79,7 +92,9 @@ class Recurrent(Layer):
         self.bias_initializer = get_initializer("bias_initializer", bias_initializer)
         self.states = None  # stateful: [h_n] or [h_n, c_n] of the last call
         self.state_grads = None  # after backward: gradient of the initial states, [N, H] each
-        self._align_output = False  # set by Bidirectional: go_backwards output aligned with the input steps
+        # set by Bidirectional: zeros at padded steps (both layers), a go_backwards output aligned with the input
+        # steps (its backward layer)
+        self._zero_padding = self._align_output = False
         self._context = None
 
     # ---- weights --------------------------------------------------------------------------------------
@@ -132,9 +147,13 @@ class Recurrent(Layer):
         self._context = (cache, in_mask, lengths, y_t.shape) if keep else None
 
         if self.return_sequences:
-            output = y_t.transpose(1, 0, 2)  # [N, T, H] (a view: the next layer's transpose undoes it)
+            # [N, T, H], each step's output at its input step, zeros at padded steps (a view: the next
+            # layer's transpose undoes it)
+            output = y_t.transpose(1, 0, 2)
             if self.go_backwards and not self._align_output:
-                output = reverse_steps(output, lengths)
+                output = output[:, ::-1]
+            elif lengths is not None and not self._zero_padding and not self.go_backwards:
+                output = output[np.arange(N)[:, None], carried_steps(lengths, output.shape[1])]
         else:
             output = states[0]
         return [output, *states] if self.return_state else output
@@ -168,8 +187,17 @@ class Recurrent(Layer):
         dstates = [None if d is None else np.asarray(d, dtype=self.dtype) for d in douts[1:]]
         dstates += [None] * (self.n_states - len(dstates))
         if self.return_sequences:
-            if dy is not None and self.go_backwards and not self._align_output:
-                dy = reverse_steps(dy, lengths)
+            if dy is None:
+                pass
+            elif self.go_backwards and not self._align_output:
+                dy = dy[:, ::-1]
+            elif lengths is not None and not self._zero_padding and not self.go_backwards:
+                # a padded step's gradient reaches the last valid step it repeats
+                valid = np.arange(T) < lengths[:, None]
+                carried = np.where(valid[:, :, None], 0, dy).sum(axis=1)  # [N, H]
+                dy = np.where(valid[:, :, None], dy, 0)
+                rows = np.flatnonzero(lengths > 0)
+                dy[rows, lengths[rows] - 1] += carried[rows]
             dy_t = np.zeros((T, N, H), self.dtype) if dy is None else dy.transpose(1, 0, 2)
         else:
             dy_t = np.zeros((T, N, H), self.dtype)

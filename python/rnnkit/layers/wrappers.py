@@ -37,6 +37,7 @@ class Bidirectional(Layer):
         self.forward_layer = type(layer).from_config({**config, "name": "forward_" + layer.name})
         self.backward_layer = type(layer).from_config(
             {**config, "name": "backward_" + layer.name, "go_backwards": not layer.go_backwards})
+        self.forward_layer._zero_padding = self.backward_layer._zero_padding = True
         self.backward_layer._align_output = True
         self.merge_mode, self._inner_name = merge_mode, layer.name
         self.return_sequences, self.return_state = layer.return_sequences, layer.return_state
