@@ -399,3 +399,16 @@ def test_values_beyond_float32_are_rejected_without_a_numpy_warning():
     embedding = rnnkit.Sequential([Embedding(5, 2, input_shape=(None,))])
     with pytest.raises(ValueError, match=r"x: ids must lie in \[0, input_dim=5\)"):
         embedding.predict(np.array([[1.0, 1e20]]))
+
+
+@pytest.mark.parametrize("cell", [SimpleRNN, LSTM, GRU])
+def test_call_takes_the_initial_state_second_as_keras(cell, rng):
+    """layer(sequences, initial_state, mask=None, training=None): a state passed positionally is the initial
+    state (Keras' signature), not a mask."""
+    x = rng.standard_normal((3, 4, 2))
+    layer = cell(5, return_sequences=True, dtype="float64")
+    states = [rng.standard_normal((3, 5)) for _ in range(2 if cell is LSTM else 1)]
+    by_keyword = layer(x, initial_state=states)
+    np.testing.assert_array_equal(layer(x, states), by_keyword)
+    assert not np.array_equal(layer(x), by_keyword)
+    np.testing.assert_array_equal(layer(x, None, MASK), layer(x, mask=MASK))

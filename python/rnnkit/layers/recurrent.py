@@ -125,6 +125,11 @@ class Recurrent(Layer):
         return {name: getattr(self, name) for name in self.options if name != "unit_forget_bias"}
 
     # ---- forward and backward ------------------------------------------------------------------------
+    def __call__(self, sequences, initial_state=None, mask=None, training=None):
+        """Keras' signature: ``layer(sequences, initial_state=None, mask=None, training=None)``, so a state passed
+        positionally is the initial state (as in Keras), never the mask."""
+        return super().__call__(sequences, mask=mask, training=bool(training), initial_state=initial_state)
+
     def call(self, x, mask=None, training=False, initial_state=None):
         x, lengths = sequence_batch(self, x, mask)
         N, _, C = x.shape
