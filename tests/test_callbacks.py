@@ -216,3 +216,69 @@ def test_callback_list_adds_one_terminate_on_nan_when_asked():
     own = cb.TerminateOnNaN()
     assert cb.CallbackList([own], add_terminate_on_nan=True).callbacks == [own]
     assert not any(isinstance(c, cb.TerminateOnNaN) for c in cb.CallbackList([]).callbacks)
+
+
+class _Recorder(cb.Callback):
+    """Records every hook called, with the batch or epoch number and the keys of its logs; the training-batch
+    hooks then run the base class's (which call on_batch_begin / on_batch_end, recorded too)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+
+def _recording(name):
+    if "batch" in name or "epoch" in name:
+        def hook(self, number, logs=None):
+            self.calls.append((name, number, tuple(sorted(logs or {}))))
+            if name.startswith("on_train_batch"):
+                getattr(cb.Callback, name)(self, number, logs)
+    else:
+        def hook(self, logs=None):
+            self.calls.append((name, tuple(sorted(logs or {}))))
+    return hook
+
+
+for _name in [n for n in dir(cb.Callback) if n.startswith("on_")]:
+    setattr(_Recorder, _name, _recording(_name))
+
+
+def test_keras_hooks_in_fit_evaluate_and_predict():
+    """Keras 3's hooks: a training batch calls on_train_batch_* (which call the older on_batch_*), fit's validation
+    and evaluate the on_test_* hooks, predict the on_predict_* hooks with each batch's outputs."""
+    from rnnkit import Sequential
+    from rnnkit.layers import Dense
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((5, 3)).astype(np.float32), rng.standard_normal((5, 1)).astype(np.float32)
+    model = Sequential([Dense(1, input_shape=(3,))])
+    model.compile("sgd", "mse")
+    recorder = _Recorder()
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, validation_data=(x, y), callbacks=[recorder])
+    names = [c[0] for c in recorder.calls]
+    assert names == ["on_train_begin", "on_epoch_begin",
+                     "on_train_batch_begin", "on_batch_begin", "on_train_batch_end", "on_batch_end",
+                     "on_train_batch_begin", "on_batch_begin", "on_train_batch_end", "on_batch_end",
+                     "on_test_begin", "on_test_batch_begin", "on_test_batch_end", "on_test_batch_begin",
+                     "on_test_batch_end", "on_test_end", "on_epoch_end", "on_train_end"], names
+    assert recorder.calls[-2] == ("on_epoch_end", 0, ("loss", "val_loss"))
+
+    recorder.calls.clear()
+    model.evaluate(x, y, batch_size=2, callbacks=[recorder])
+    assert [c[:2] for c in recorder.calls] == [("on_test_begin", ()), ("on_test_batch_begin", 0),
+                                              ("on_test_batch_end", 0), ("on_test_batch_begin", 1),
+                                              ("on_test_batch_end", 1), ("on_test_batch_begin", 2),
+                                              ("on_test_batch_end", 2), ("on_test_end", ("loss",))]
+    assert recorder.calls[-1][-1] == ("loss",)
+
+    outputs = []
+
+    class Outputs(cb.Callback):
+        def on_predict_batch_end(self, batch, logs=None):
+            outputs.append(logs["outputs"])
+
+    recorder.calls.clear()
+    y_pred = model.predict(x, batch_size=2, callbacks=[recorder, Outputs()])
+    assert [c[0] for c in recorder.calls] == ["on_predict_begin"] + ["on_predict_batch_begin", "on_predict_batch_end"] * 3 \
+        + ["on_predict_end"]
+    np.testing.assert_array_equal(np.concatenate(outputs), y_pred)

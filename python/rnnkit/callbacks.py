@@ -8,9 +8,9 @@ The model calls, through a ``CallbackList``::
     for epoch in range(E):
         callbacks.on_epoch_begin(epoch)
         for batch in range(S):
-            callbacks.on_batch_begin(batch)
+            callbacks.on_train_batch_begin(batch)                        # (calls on_batch_begin)
             ...
-            callbacks.on_batch_end(batch, {"loss": running_mean, ...})   # running means over the epoch
+            callbacks.on_train_batch_end(batch, {"loss": running_mean, ...})   # running means over the epoch
             if model.stop_training: break                                # optional
         callbacks.on_epoch_end(epoch, {"loss": ..., "val_loss": ..., ...})
         if model.stop_training: break
@@ -36,7 +36,10 @@ __all__ = [
     "LearningRateScheduler", "CSVLogger", "ProgbarLogger", "TerminateOnNaN",
 ]
 
-_HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_batch_begin", "on_batch_end")
+_HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_batch_begin", "on_batch_end",
+          "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end", "on_test_batch_begin",
+          "on_test_batch_end", "on_predict_begin", "on_predict_end", "on_predict_batch_begin",
+          "on_predict_batch_end")
 
 
 class Callback:
@@ -58,6 +61,24 @@ class Callback:
     def on_epoch_end(self, epoch, logs=None): pass
     def on_batch_begin(self, batch, logs=None): pass
     def on_batch_end(self, batch, logs=None): pass
+
+    # Keras 3's hooks: a training batch's call on_batch_begin / on_batch_end (their older names), so a callback
+    # may override either; evaluate (and fit's validation) call the on_test_* hooks, predict the on_predict_*
+    # ones (its batch logs hold the batch's "outputs").
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs=logs)
+
+    def on_test_begin(self, logs=None): pass
+    def on_test_end(self, logs=None): pass
+    def on_test_batch_begin(self, batch, logs=None): pass
+    def on_test_batch_end(self, batch, logs=None): pass
+    def on_predict_begin(self, logs=None): pass
+    def on_predict_end(self, logs=None): pass
+    def on_predict_batch_begin(self, batch, logs=None): pass
+    def on_predict_batch_end(self, batch, logs=None): pass
 
 
 class CallbackList(Callback):

@@ -323,12 +323,12 @@ class Sequential:
             totals, seen = {}, 0
             for step, start in enumerate(range(0, N, batch_size)):
                 index = order[start:start + batch_size]
-                cbs.on_batch_begin(step)
+                cbs.on_train_batch_begin(step)
                 logs, invalid = self._train_batch(x[index], y[index], tbptt_steps, guard=True)
                 seen += len(index)
                 for k, v in logs.items():
                     totals[k] = totals.get(k, 0.0) + v * len(index)
-                cbs.on_batch_end(step, {k: v / seen for k, v in totals.items()})  # TerminateOnNaN: a bad loss
+                cbs.on_train_batch_end(step, {k: v / seen for k, v in totals.items()})  # TerminateOnNaN: a bad loss
                 if invalid in _INVALID_STEP:
                     print(f"Batch {step}: {_INVALID_STEP[invalid]}, terminating training")
                     self.stop_training = True
@@ -336,7 +336,7 @@ class Sequential:
                     break
             epoch_logs = {k: v / seen for k, v in totals.items()}
             if val is not None:
-                epoch_logs.update(("val_" + k, v) for k, v in self._evaluate(*val, batch_size).items())
+                epoch_logs.update(("val_" + k, v) for k, v in self._evaluate(*val, batch_size, cbs).items())
             cbs.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
                 break
@@ -355,37 +355,55 @@ class Sequential:
                              f"on the last recurrent layer); got x {x.shape} and y {y.shape}")
         return tbptt_steps
 
-    def _evaluate(self, x, y, batch_size):
-        totals = {}
-        for start in range(0, x.shape[0], batch_size):
+    def _evaluate(self, x, y, batch_size, cbs):
+        """The loss and metrics over (x, y), calling the on_test_* hooks of ``cbs`` (a CallbackList)."""
+        totals, seen = {}, 0
+        cbs.on_test_begin()
+        for step, start in enumerate(range(0, x.shape[0], batch_size)):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            cbs.on_test_batch_begin(step)
             with no_backward():
                 y_pred, mask = self._forward(xb, training=False)
             logs, _ = self._loss_and_metrics(yb, y_pred, mask)
+            seen += xb.shape[0]
             for k, v in logs.items():
                 totals[k] = totals.get(k, 0.0) + v * xb.shape[0]
-        return {k: v / x.shape[0] for k, v in totals.items()}
+            cbs.on_test_batch_end(step, {k: v / seen for k, v in totals.items()})
+        logs = {k: v / x.shape[0] for k, v in totals.items()}
+        cbs.on_test_end(logs)
+        return logs
 
-    def evaluate(self, x=None, y=None, batch_size=32, verbose=0, return_dict=False):
-        """The loss (and metrics) over (x, y) in inference mode, averaged over samples (ValueError for none)."""
+    def evaluate(self, x=None, y=None, batch_size=32, verbose=0, return_dict=False, callbacks=None):
+        """The loss (and metrics) over (x, y) in inference mode, averaged over samples (ValueError for none);
+        ``callbacks`` get the on_test_* hooks."""
         self._check_compiled("evaluate")
         x = self._check_x(x)
         y = self._check_y(y, x)
         batch_size = _positive_int("batch_size", batch_size)
         _require_samples("evaluate", x)
-        logs = self._evaluate(x, y, batch_size)
+        cbs = callbacks_module.CallbackList(callbacks or [], model=self,
+                                            params={"steps": math.ceil(x.shape[0] / batch_size), "verbose": verbose})
+        logs = self._evaluate(x, y, batch_size, cbs)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), file=sys.stdout)
         return _result(logs, self.metrics, return_dict)
 
-    def predict(self, x, batch_size=32, verbose=0):
+    def predict(self, x, batch_size=32, verbose=0, callbacks=None):
         """The model's output for x, computed ``batch_size`` samples at a time (bounded memory); an empty batch
-        ``[0, ...]`` gives an empty array of the output's shape (``[0, T, K]`` for a sequence output)."""
+        ``[0, ...]`` gives an empty array of the output's shape (``[0, T, K]`` for a sequence output).
+        ``callbacks`` get the on_predict_* hooks (each batch's logs hold its ``outputs``)."""
         x = self._check_x(x)
         batch_size = _positive_int("batch_size", batch_size)
-        with no_backward():
-            out = [self._forward(x[start:start + batch_size], training=False)[0]
-                   for start in range(0, x.shape[0], batch_size)]
+        cbs = callbacks_module.CallbackList(callbacks or [], model=self,
+                                            params={"steps": math.ceil(x.shape[0] / batch_size), "verbose": verbose})
+        out = []
+        cbs.on_predict_begin()
+        for step, start in enumerate(range(0, x.shape[0], batch_size)):
+            cbs.on_predict_batch_begin(step)
+            with no_backward():
+                out.append(self._forward(x[start:start + batch_size], training=False)[0])
+            cbs.on_predict_batch_end(step, {"outputs": out[-1]})
+        cbs.on_predict_end()
         if not out:
             return np.zeros(self._output_shape(input_shape=x.shape), self.layers[-1].dtype)
         return np.concatenate(out)
