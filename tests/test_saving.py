@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import os
 import select
 import signal
@@ -462,3 +463,41 @@ def test_killed_saves_leave_the_old_or_the_new_file_whole(kind, tmp_path):
     a.save(target)  # the next save removes the last temporary
     assert sorted(os.listdir(tmp_path)) == ["a.ref", "b.ref", "m.safetensors"]
     print(f"{kind}: {kills} kills, the file held model {sorted(seen)}, {left} kills left a temporary")
+
+
+def test_save_weights_and_load_weights(rng, tmp_path):
+    """model.save_weights / load_weights: weights only, matched by layer position (a model built again, with
+    other default layer names, loads them), every mismatch a ValueError naming the file before anything is set."""
+    model, x, _ = _trained(rng)
+    path = tmp_path / "model.weights.safetensors"
+    model.save_weights(path)
+    again, _, _ = _trained(np.random.default_rng(99))  # same architecture, other weights and layer names
+    assert [layer.name for layer in again.layers] != [layer.name for layer in model.layers]
+    again.load_weights(path)
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    with pytest.raises(FileExistsError):
+        model.save_weights(path, overwrite=False)
+
+    other = Sequential([Embedding(10, 4, input_shape=(6,)), LSTM(5), Dense(3)])
+    before = other.get_weights()
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))}.*layers"):
+        other.load_weights(path)
+    for a, b in zip(other.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="model.load_weights"):
+        load_model(path)
+    with pytest.raises(ValueError, match="rnnkit.load_model"):
+        model.save(tmp_path / "whole.safetensors")
+        model.load_weights(tmp_path / "whole.safetensors")
+
+
+def test_model_checkpoint_saves_weights_only(rng, tmp_path):
+    model, x, y = _trained(rng)
+    path = tmp_path / "ckpt-{epoch}.weights"
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[rnnkit.callbacks.ModelCheckpoint(str(path), monitor="loss",
+                                                                                     save_weights_only=True)])
+    again, _, _ = _trained(np.random.default_rng(5))
+    again.load_weights(tmp_path / "ckpt-2.weights")
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    with pytest.raises(ValueError, match="model.load_weights"):
+        load_model(tmp_path / "ckpt-1.weights")

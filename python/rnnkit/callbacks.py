@@ -225,14 +225,15 @@ class EarlyStopping(_Monitor):
 
 
 class ModelCheckpoint(_Monitor):
-    """Call ``model.save(filepath.format(epoch=epoch + 1, **logs))`` at the end of every epoch, or
-    with ``save_best_only`` only when ``monitor`` improved on the best so far (or on
-    ``initial_value_threshold``)."""
+    """Call ``model.save(filepath.format(epoch=epoch + 1, **logs))`` (``model.save_weights`` with
+    ``save_weights_only``) at the end of every epoch, or with ``save_best_only`` only when ``monitor`` improved on
+    the best so far (or on ``initial_value_threshold``)."""
 
-    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, mode="auto",
-                 initial_value_threshold=None):
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
+                 mode="auto", initial_value_threshold=None):
         super().__init__(monitor, mode, 0.0)
         self.filepath, self.verbose, self.save_best_only = os.fspath(filepath), verbose, save_best_only
+        self.save_weights_only = bool(save_weights_only)
         self.initial_value_threshold = initial_value_threshold
         self.best = self._initial_best() if initial_value_threshold is None else initial_value_threshold
 
@@ -249,7 +250,10 @@ class ModelCheckpoint(_Monitor):
             self.best = current
         elif self.verbose > 0:
             print(f"\nEpoch {epoch + 1}: saving model to {path}")
-        self.model.save(path)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
 
 
 class ReduceLROnPlateau(_Monitor):

@@ -432,6 +432,18 @@ class Sequential:
 
         save_model(self, path, include_optimizer=include_optimizer)
 
+    def save_weights(self, filepath, overwrite=True):
+        """Writes the layers' weights to ``filepath`` (a safetensors file; see ``rnnkit.saving.save_weights``)."""
+        from .saving import save_weights
+
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        """Sets the layers' weights from a file written by ``save_weights`` (see ``rnnkit.saving.load_weights``)."""
+        from .saving import load_weights
+
+        load_weights(self, filepath)
+
 
 def _named(argument, get, identifier):
     try:

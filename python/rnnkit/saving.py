@@ -60,12 +60,15 @@ try:
 except ImportError:  # no flock (Windows): stale temporaries are recognised by their age
     fcntl = None
 
-__all__ = ["save_model", "load_model", "write_safetensors", "read_safetensors"]
+__all__ = ["save_model", "load_model", "save_weights", "load_weights", "write_safetensors", "read_safetensors"]
 
 FORMAT = "rnnkit.model"
 FORMAT_VERSION = "2"
 DIGEST = "sha256"
-_LOADERS = {FORMAT: "rnnkit.load_model", "rnnkit.generative": "rnnkit.generative.load"}
+WEIGHTS_FORMAT = "rnnkit.weights"
+WEIGHTS_VERSION = "1"
+_LOADERS = {FORMAT: "rnnkit.load_model", "rnnkit.generative": "rnnkit.generative.load",
+            WEIGHTS_FORMAT: "model.load_weights"}
 _DTYPES = {"F16": "<f2", "F32": "<f4", "F64": "<f8", "I8": "i1", "I16": "<i2", "I32": "<i4", "I64": "<i8",
            "U8": "u1", "U16": "<u2", "U32": "<u4", "U64": "<u8", "BOOL": "?"}
 _CODES = {np.dtype(v).newbyteorder("=") if np.dtype(v).byteorder != "|" else np.dtype(v): k for k, v in _DTYPES.items()}
@@ -460,13 +463,15 @@ def config_matches(stored, rebuilt):
 
 # ---------------------------------------------------------------------------------------------- the model file
 
+def _weight_tensors(model):
+    """``<layer name>/<weight name>`` -> array, for every weight of ``model``'s layers."""
+    return {f"{layer.name}/{name}": w for layer in model.layers for name, w in zip(layer.weight_names, layer.weights)}
+
+
 def save_model(model, path, include_optimizer=True):
     """Writes ``model`` (a built Sequential) to ``path``; see the module docstring for the format."""
     model._require_built("save")
-    tensors = {}
-    for layer in model.layers:
-        for name, w in zip(layer.weight_names, layer.weights):
-            tensors[f"{layer.name}/{name}"] = w
+    tensors = _weight_tensors(model)
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "rnnkit_version": __version__,
                 "architecture": json.dumps({"class_name": type(model).__name__, "config": model.get_config()})}
     if model.compiled:
@@ -588,3 +593,47 @@ def _restore_optimizer(model, state):
             raise ValueError(f"optimizer slot {key!r} is {value.dtype}{list(value.shape)}"
                              + (f", but its weight is {w.dtype}{list(w.shape)}" if w is not None else ""))
     model.optimizer.set_state(state)
+
+
+# ---------------------------------------------------------------------------------------------- the weights file
+
+def save_weights(model, path, overwrite=True):
+    """Writes the weights of ``model`` (a built Sequential) to ``path``: the model file's tensors
+    (``<layer name>/<weight name>``) and the layers' names in order, without the architecture or the optimizer,
+    atomically and with the digest, as ``save_model``."""
+    model._require_built("save_weights")
+    path = os.fspath(path)
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path}: exists, and overwrite=False")
+    metadata = {"format": WEIGHTS_FORMAT, "format_version": WEIGHTS_VERSION, "rnnkit_version": __version__,
+                "layers": json.dumps([layer.name for layer in model.layers])}
+    write_safetensors(path, _weight_tensors(model), metadata)
+
+
+def load_weights(model, path):
+    """Sets the weights of ``model`` (built, with the architecture they were saved from) from the weights file at
+    ``path``. Layers are matched by position, so a model built again with other default layer names loads them;
+    every weight's name, shape and dtype is checked before any is set (ValueError naming the file)."""
+    model._require_built("load_weights")
+    tensors, metadata = read_rnnkit_file(path, WEIGHTS_FORMAT, WEIGHTS_VERSION, "an rnnkit weights file")
+    names = metadata_json(path, metadata, "layers")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(names) != len(model.layers):
+        raise _FileError(path, f"the weights are of {len(names) if isinstance(names, list) else 'no'} layers, the "
+                               f"model has {len(model.layers)}")
+    arrays, used = [], set()
+    for stored_name, layer in zip(names, model.layers):
+        layer_arrays = []
+        for name, w in zip(layer.weight_names, layer.weights):
+            key = f"{stored_name}/{name}"
+            t = tensors.get(key)
+            if t is None or t.shape != w.shape or t.dtype != w.dtype:
+                got = "none" if t is None else f"{t.dtype}{list(t.shape)}"
+                raise _FileError(path, f"layer {layer.name!r} needs {key!r} of {w.dtype}{list(w.shape)}, the file has "
+                                       f"{got}")
+            layer_arrays.append(t)
+            used.add(key)
+        arrays.append(layer_arrays)
+    if set(tensors) - used:
+        raise _FileError(path, f"tensor {sorted(set(tensors) - used)[0]!r} is not a weight of the model")
+    for layer, layer_arrays in zip(model.layers, arrays):
+        layer.set_weights(layer_arrays)
