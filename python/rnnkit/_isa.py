@@ -4,15 +4,41 @@ The kernels are built for several instruction sets, each as its own extension
 module: ``_core`` (baseline x86-64, or the only one elsewhere), ``_core_avx2``
 (AVX2 + FMA) and ``_core_avx512``. At import the best one this CPU runs is chosen;
 the environment variable ``RNNKIT_ISA`` (``baseline``, ``avx2``, ``avx512``) forces one.
+
+``RNNKIT_CORE_DIR=<directory>`` loads the compiled modules from that directory instead of the package's
+own, e.g. a sanitizer build of ``_core`` alone (``.ci/sanitize``); only the modules found there are available.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
 import operator
 import os
+import sys
 
-from . import _core as _baseline
+
+def _import(name):
+    """The compiled module `name` (``_core``, ...): the package's own, or the one in $RNNKIT_CORE_DIR."""
+    directory = os.environ.get("RNNKIT_CORE_DIR")
+    if not directory:
+        return importlib.import_module(f"{__package__}.{name}")
+    qualified = f"{__package__}.{name}"
+    if qualified in sys.modules:
+        return sys.modules[qualified]
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(directory, name + suffix)
+        if os.path.isfile(path):
+            spec = importlib.util.spec_from_file_location(qualified, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules[qualified] = module
+            return module
+    raise ImportError(f"RNNKIT_CORE_DIR: no compiled module {name} in {directory!r}")
+
+
+_baseline = _import("_core")
 
 MODULES = {"baseline": "_core", "avx2": "_core_avx2", "avx512": "_core_avx512"}
 _PREFERENCE = ("avx512", "avx2", "baseline")
@@ -22,7 +48,7 @@ MAX_THREADS = _baseline.MAX_THREADS
 
 def _module(isa):
     if isa not in _loaded:
-        _loaded[isa] = importlib.import_module(f"{__package__}.{MODULES[isa]}")
+        _loaded[isa] = _import(MODULES[isa])
         _loaded[isa].set_num_threads(_baseline.get_num_threads())
     return _loaded[isa]
 

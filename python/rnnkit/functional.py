@@ -83,6 +83,10 @@ def _backward(cell, cache, dy, dh_n, dc_n):
                         f"got {type(cache).__module__}.{type(cache).__qualname__}")
     if cache.cell != cell:
         raise TypeError(f"cache: expected a cache from {cell}_forward, got one from {cache.cell}_forward")
+    if not isinstance(cache.options, dict) or not all(isinstance(k, str) and isinstance(v, bool)
+                                                       for k, v in cache.options.items()):
+        raise TypeError(f"cache: its options must map names to bools, as {cell}_forward made them; got "
+                        f"{cache.options!r:.200}")
     kernel = getattr(_isa.current, f"{cell}_backward")
     c = cache
     return kernel(*c.inputs, c.lengths, c.recurrent_mask, c.reverse, c.arrays, dy, dh_n, dc_n, c.options)
