@@ -543,3 +543,14 @@ def test_array_that_cannot_be_made_contiguous_is_a_memory_error_naming_it(cell, 
         return
     with pytest.raises(MemoryError, match=arg):
         forward(**{**args, arg: huge})
+
+
+def test_unaligned_array_is_copied_once():
+    """A C-contiguous view at an odd byte offset (not aligned to its dtype) is copied once at the boundary: the
+    kernels read whole, aligned elements (UBSan reported misaligned loads), and the result equals the aligned call."""
+    buf = np.zeros(3 * 2 * 5 * 4 + 1, np.uint8)
+    x = buf[1:].view(np.float32).reshape(3, 2, 5)
+    x[...] = np.arange(30, dtype=np.float32).reshape(3, 2, 5) / 30
+    assert not x.flags.aligned
+    args = (np.ones((4, 5), np.float32) / 5, np.ones((4, 4), np.float32) / 4, np.zeros(4, np.float32), np.zeros(4, np.float32))
+    np.testing.assert_array_equal(F.rnn_forward(x, *args)[0], F.rnn_forward(np.array(x), *args)[0])

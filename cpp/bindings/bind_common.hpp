@@ -113,7 +113,10 @@ inline py::array float_array(py::handle o, const char* name) {
   if (a.dtype().kind() != 'f')
     throw py::type_error(std::string(name) + ": expected a float32 or float64 array, got dtype " +
                          std::string(py::str(a.dtype())));
-  if (!(a.flags() & py::array::c_style)) a = numpy_call("ascontiguousarray", a, name);
+  // copied once when not C-contiguous (Fortran order, strided views) or not aligned to its dtype (a view at an
+  // odd byte offset): the kernels read whole, aligned elements
+  if (!(a.flags() & py::array::c_style) || !(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    a = numpy_call("require", a, name, py::none(), "CA");
   return a;
 }
 inline py::object optional_float_array(py::handle o, const char* name) {
@@ -127,7 +130,8 @@ inline py::object int64_lengths(py::handle o) {
   const char kind = a.dtype().kind();
   if (kind != 'i' && kind != 'u')
     throw py::type_error("lengths: expected an integer array, got dtype " + std::string(py::str(a.dtype())));
-  if (!has_dtype<int64_t>(a) || !(a.flags() & py::array::c_style))
+  if (!has_dtype<int64_t>(a) || !(a.flags() & py::array::c_style) ||
+      !(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
     a = numpy_call("ascontiguousarray", a, "lengths", py::dtype::of<int64_t>());
   return a;
 }
