@@ -127,7 +127,7 @@ def recurrent_cases():
                          "masked" if masked else "unmasked"]))
 
 
-@pytest.mark.parametrize("cell, return_sequences, go_backwards, masked", recurrent_cases())
+@pytest.mark.parametrize("cell, return_sequences, go_backwards, masked", list(recurrent_cases()))
 def test_recurrent_layer(rng, cell, return_sequences, go_backwards, masked):
     ours, theirs = recurrent_pair(cell, rng, return_sequences=return_sequences, go_backwards=go_backwards)
     actual, expected = run_both(ours, theirs, rng, masked)
