@@ -178,8 +178,9 @@ def test_out_of_memory_under_an_address_space_limit_is_a_memory_error():
 
 
 def test_inference_memory_does_not_grow_with_threads_or_batch():
-    """return_cache=False needs the output, the states and a few row blocks per thread: peak RSS for a 256 MB
-    output stays under 3x the output at 1 and at 2 threads, and release_memory() returns what was kept."""
+    """return_cache=False needs its outputs and a few row blocks per thread: peak RSS for a 256 MB output (and
+    h_n and c_n as large, T = 1) stays within 3x the output plus 64 MB at 1 and at 2 threads, and
+    release_memory() returns what was kept."""
     result = _run("""
         import resource, numpy as np, rnnkit, rnnkit.functional as F
         H, C, N = 64, 64, 2**20
@@ -203,9 +204,8 @@ def test_inference_memory_does_not_grow_with_threads_or_batch():
         if line:
             threads, growth_mb, kept_mb = (float(v) for v in line.split())
             growth[threads] = growth_mb
-            # y, h_n and c_n are outputs (256 MB each), the state entering the step and the LSTM's record of
-            # c_prev two more: 5x, plus the rows of a pass per thread
-            assert growth_mb < 5.5 * output_mb, line
+            # y, h_n and c_n are the outputs (256 MB each); the state of a pass of rows per thread is small
+            assert growth_mb < 3 * output_mb + 64, line
             assert kept_mb < 0.1 * output_mb, line
     assert sorted(growth) == [1, 2]
     assert abs(growth[2] - growth[1]) < 0.25 * output_mb, growth

@@ -329,17 +329,9 @@ py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W
     if (cell.has_aux()) b.aux = array("aux", {T, N, H});
     if (b.recurrent_mask) b.h_rec = array("h_rec", {T, N, H});
   } else {
-    // the states entering two steps (one for a single step), h_rec likewise with a recurrent mask, the aux
-    // of one step, and every step's input projection unless each step projects its own
+    // every step's input projection unless each step projects its own; the loop keeps the state of a pass
     b.inference = true;
-    const Index NH = N * H, slots = std::min<Index>(T, 2);
-    const Index gates = fuse_projection<S>(Cell::G, H, d.C) ? 0 : T * N * GH;
-    const Index h_rec = b.recurrent_mask ? slots * NH : 0, aux = cell.has_aux() ? NH : 0;
-    S* p = work.emplace(static_cast<size_t>(gates + slots * NH + h_rec + aux)).data();
-    b.gates = gates ? p : nullptr;
-    b.h_prev = p + gates;
-    b.h_rec = b.h_prev + slots * NH;
-    b.aux = b.h_rec + h_rec;
+    if (!fuse_projection<S>(Cell::G, H, d.C)) b.gates = work.emplace(static_cast<size_t>(T * N * GH)).data();
   }
   {
     py::gil_scoped_release release;

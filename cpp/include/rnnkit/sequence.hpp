@@ -48,8 +48,9 @@ struct Weights {
 };
 
 // Buffers of one forward call, all owned by the caller. Without `inference` the call keeps a cache for
-// backward: h_prev, h_rec, aux and gates hold every step. With it h_prev and h_rec hold two steps and
-// aux one; gates either holds every step's input projection, computed at once, or is null: then each
+// backward: h_prev, h_rec, aux and gates hold every step. With it h_prev, h_rec and aux are null (the loop
+// keeps the state of one pass of rows); gates either holds every step's input projection, computed at once,
+// or is null: then each
 // thread projects each step's input for its own units just before the step, so the gates never leave
 // its cache (worth it while a thread's share of W_ih and W_hh fits in its L2, see fuse_projection).
 template <class S>
@@ -63,9 +64,9 @@ struct ForwardBuffers {
   S* y;       // [T, N, H] out
   S* h_n;     // [N, H] out
   S* c_n;     // [N, H] out; cells with a cell state
-  S* h_prev;  // [T, N, H] cache: the state entering step t
-  S* h_rec;   // [T, N, H] cache: h_prev * recurrent_mask; only with a recurrent_mask
-  S* aux;     // [T, N, H] cache: the cell's own record; cells with has_aux()
+  S* h_prev;  // [T, N, H] cache: the state entering step t (null in inference)
+  S* h_rec;   // [T, N, H] cache: h_prev * recurrent_mask; only with a recurrent_mask (null in inference)
+  S* aux;     // [T, N, H] cache: the cell's own record; cells with has_aux() (null in inference)
   S* gates;   // [T, N, G*H] cache: activated gates (a working buffer for cells whose gates are the state)
   bool inference = false;
 };
@@ -315,6 +316,7 @@ struct ForwardStep {
   const RecurrentSlice<S>& W;
   const S* h_rec_rows;    // [N, H] at this time, unit 0: the source of the W_hh products
   const S* aux_rows;      // [N, H] at this time, unit 0 (cells with has_aux())
+  bool by_position;       // the state arrays (h_rec_rows, aux_rows, h_in, h_rec, aux_t, h_out) are [m, H] by position
   std::vector<const S*>& a_rows;
   S* rec;                 // [m, ld]
   RowF<S> proto;          // pointers of row 0 / position 0; rows() offsets them
@@ -331,15 +333,15 @@ struct ForwardStep {
 
   // rec[:, g0*ws : g1*ws) = W_hh products of gates [g0, g1) with the rows of src ([N, H] at this time)
   void product(const S* src, int g0, int g1) {
-    for (Index i = 0; i < m; ++i) a_rows[i] = src + order[i] * H;
+    for (Index i = 0; i < m; ++i) a_rows[i] = src + row(i) * H;
     W.forward(m, a_rows.data(), g0, g1, rec, ld);
   }
   template <class F>
   void rows(const F& f) {
     for (Index i = 0; i < m; ++i) {
-      const Index n = order[i];
+      const Index n = row(i);
       RowF<S> r = proto;
-      r.gates = gates_time + (gates_by_position ? i : n) * gates_ld;
+      r.gates = gates_time + (gates_by_position ? i : order[i]) * gates_ld;
       r.rec = rec + i * ld;
       r.aux = aux_t ? aux_t + n * H : nullptr;
       r.h_prev = h_in + n * H;
@@ -351,6 +353,7 @@ struct ForwardStep {
     }
   }
   void sync() const { barrier(nt); }
+  Index row(Index i) const { return by_position ? i : order[i]; }  // where position i's state is
 };
 
 template <class S>
@@ -414,12 +417,23 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
   const auto W_ih = view(w.W_ih, GH, C);
   auto time = [&](Index s) { return b.reverse ? T - 1 - s : s; };
   const bool keep = !b.inference;  // a cache for backward, or inference with small buffers
-  // where step s reads: the state entering it (after the last step: h_n), its h_rec and aux
-  auto h_slot = [&](Index s) { return s >= T ? b.h_n : b.h_prev + (keep ? time(s) : s % 2) * N * H; };
-  auto rec_slot = [&](Index s) { return b.h_rec + (keep ? time(s) : s % 2) * N * H; };
-  auto aux_slot = [&](Index s) { return cell.has_aux() ? b.aux + (keep ? time(s) : 0) * N * H : nullptr; };
+  // Inference keeps the state of one pass only, by position in the pass: two steps of h (and of h_rec with a
+  // mask) and one of aux, [block, H] each, for each team of threads that shares a step
+  const Index block_max = std::min(N, forward_row_block), state_size = block_max * H;
+  const Index team_state = keep ? 0 : (2 + (mask ? 2 : 0) + (cell.has_aux() ? 1 : 0)) * state_size;
+  std::vector<S> states(static_cast<size_t>((by_rows ? nthreads : 1) * team_state));
 
   parallel(nthreads, [&](int tid, int nt) {
+    S* st = states.data() + (by_rows ? tid : 0) * team_state;
+    // where step s reads: the state entering it (after the last step: h_n), its h_rec and aux
+    auto h_slot = [&](Index s) {
+      return keep ? (s >= T ? b.h_n : b.h_prev + time(s) * N * H) : st + (s % 2) * state_size;
+    };
+    auto rec_slot = [&](Index s) { return keep ? b.h_rec + time(s) * N * H : st + (2 + s % 2) * state_size; };
+    auto aux_slot = [&](Index s) -> S* {
+      if (!cell.has_aux()) return nullptr;
+      return keep ? b.aux + time(s) * N * H : st + (mask ? 4 : 2) * state_size;
+    };
     // gates = x W_ih^T + bias for every step at once (the cache): one product split over rows, or for a
     // short call (a streaming step) dot products split over gate columns
     if (!fused && !packed) {
@@ -459,22 +473,26 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
     std::vector<Index> pass;  // the pass's rows, longest sequence first
     pass.reserve(static_cast<size_t>(block));
     auto units = [&](auto* p, Index n, Index stride) { return view(p + n * stride + j0, 1, wu); };
+    auto at = [&](Index i) { return keep ? pass[i] : i; };  // where the state of the pass's row i is
+    auto set_h0 = [&](Index i, Index n) {
+      if (b.h0)
+        units(h_slot(0), i, H) = units(b.h0, n, H);
+      else
+        units(h_slot(0), i, H).setZero();
+    };
     auto set_rec = [&](Index s) {  // h_rec = h_prev * recurrent_mask, entering step s
       if (!mask || s >= T) return;
-      for (Index n : pass)
-        units(rec_slot(s), n, H) = units((const S*)h_slot(s), n, H).cwiseProduct(units(mask, n, H));
+      for (size_t i = 0; i < pass.size(); ++i)
+        units(rec_slot(s), at(i), H) = units((const S*)h_slot(s), at(i), H).cwiseProduct(units(mask, pass[i], H));
     };
-    for (Index n : ord.rows) {
-      if (b.h0)
-        units(h_slot(0), n, H) = units(b.h0, n, H);
-      else
-        units(h_slot(0), n, H).setZero();
-    }
+    for (Index n : ord.rows)
+      if (keep) set_h0(n, n);
     barrier(nt);  // every thread's rows of the input projection and units of the initial state are written
 
     for (Index p0 = 0; p0 < rows; p0 += block) {
       pass.assign(ord.rows.begin() + p0, ord.rows.begin() + std::min(rows, p0 + block));
       const Index np = static_cast<Index>(pass.size());
+      for (Index i = 0; !keep && i < np; ++i) set_h0(i, pass[i]);
       S *c_in = c_a.data(), *c_out = c_b.data();
       for (Index i = 0; Cell::has_c && i < np; ++i) {
         if (b.c0)
@@ -501,28 +519,29 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
         }
         if (m > 0) {
           ForwardStep<S> step{H,     wu,        ws,       ld,       m,        N,           team, pass, W, h_rec,
-                              aux_t, a_rows,    rec.data(), RowF<S>{H, wu, ws, fused ? ws : H, nullptr, nullptr, w.b_hh + j0},
+                              aux_t, !keep, a_rows,    rec.data(), RowF<S>{H, wu, ws, fused ? ws : H, nullptr, nullptr, w.b_hh + j0},
                               gates_t, gates_ld, fused, aux_t ? aux_t + j0 : nullptr, h_in + j0, h_rec + j0,
                               c_in, h_out + j0, c_out, G};
           cell.forward_step(step);
         }
         S* y_t = b.y + t * N * H;
-        for (Index i = 0; i < m; ++i) units(y_t, pass[i], H) = units((const S*)h_out, pass[i], H);
+        for (Index i = 0; i < m; ++i) units(y_t, pass[i], H) = units((const S*)h_out, at(i), H);
         // a sequence past its own length keeps its state and outputs zeros
         for (Index i = m; i < np; ++i) {
           const Index n = pass[i];
-          units(h_out, n, H) = units(h_in, n, H);
+          units(h_out, at(i), H) = units(h_in, at(i), H);
           if (Cell::has_c) view(c_out + i * wu, 1, wu) = view(c_in + i * wu, 1, wu);
           units(y_t, n, H).setZero();
           if (!fused)
             for (Index k = 0; k < G; ++k) view(gates_t + n * GH + k * H, 1, wu).setZero();
-          if (aux_t) units(aux_t, n, H).setZero();
+          if (aux_t) units(aux_t, at(i), H).setZero();
         }
         set_rec(s + 1);
         std::swap(c_in, c_out);
         barrier(team);
       }
       for (Index i = 0; Cell::has_c && i < np; ++i) units(b.c_n, pass[i], H) = view(c_in + i * wu, 1, wu);
+      for (Index i = 0; !keep && i < np; ++i) units(b.h_n, pass[i], H) = units((const S*)h_slot(T), i, H);
     }
   });
 }
