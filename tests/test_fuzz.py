@@ -1162,9 +1162,6 @@ def test_cache_options_of_the_wrong_type(name, options):
         spec.backward()(cache, np.zeros(shapes["dy"]))
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "known defect: with H = 0 and C = 0 the kernels still walk T*N rows (2**40 of them here) before returning "
-    "empty results; they must return at once"))
 def test_problems_whose_arrays_are_all_empty_return_at_once():
     """T * N = 2^40 rows, or N = 2^40 rows and no step, with nothing to compute (H = 0, or a Jordan network's
     U = O = 0; C = 0): forward and backward return empty results at once (or raise MemoryError). Run in a child

@@ -105,6 +105,7 @@ template <class S>
 void jordan_forward(const JordanCell& cell, const JordanDims& d, const JordanWeights<S>& w,
                     const JordanForwardBuffers<S>& b, int nthreads) {
   const Index T = d.T, N = d.N, C = d.C, U = d.U, O = d.O, TN = T * N;
+  if (N == 0 || (U == 0 && O == 0)) return;  // every output and cache array is empty
   nthreads = threads_for(2.0 * TN * U * (C + 2 * O), nthreads);
   // the recurrence runs fixed blocks of batch rows (see for_row_blocks), each over the whole sequence
   const Index min_rows = 16;
@@ -170,6 +171,10 @@ template <class S>
 void jordan_backward(const JordanCell& cell, const JordanDims& d, const JordanWeights<S>& w,
                      const JordanBackwardBuffers<S>& b, int nthreads) {
   const Index T = d.T, N = d.N, C = d.C, U = d.U, O = d.O, TN = T * N;
+  if (U == 0 && O == 0) {  // nothing reaches x: dx is zero, every other gradient is empty
+    std::fill_n(b.dx, TN * C, S(0));  // (an Eigen view of TN rows would walk them even when C = 0)
+    return;
+  }
   nthreads = threads_for(4.0 * TN * U * (C + 2 * O), nthreads);
   const Index min_rows = 16;  // as in jordan_forward
   const auto W_xh = view(w.W_xh, U, C), W_yh = view(w.W_yh, U, O), W_hy = view(w.W_hy, O, U);

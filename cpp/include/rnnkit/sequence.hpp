@@ -404,6 +404,7 @@ struct BackwardStep {
 template <class Cell, class S>
 void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const ForwardBuffers<S>& b, int nthreads) {
   const Index T = d.T, N = d.N, C = d.C, H = d.H, G = Cell::G, GH = G * H, TN = T * N;
+  if (N == 0 || H == 0) return;  // every output and cache array is empty, however many steps or rows
   // a short call is as long as reading the weights takes: count them as work too
   nthreads = threads_for(std::max(2.0 * TN, 32.0) * GH * (C + H), nthreads);
   const bool fused = b.inference && !b.gates;  // each step projects its own input (see ForwardBuffers)
@@ -549,6 +550,10 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
 template <class Cell, class S>
 void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const BackwardBuffers<S>& b, int nthreads) {
   const Index T = d.T, N = d.N, C = d.C, H = d.H, G = Cell::G, GH = G * H, TN = T * N;
+  if (H == 0) {  // nothing reaches x: dx is zero, every other gradient is empty
+    std::fill_n(b.dx, TN * C, S(0));  // (an Eigen view of TN rows would walk them even when C = 0)
+    return;
+  }
   nthreads = threads_for(4.0 * TN * GH * (C + H), nthreads);
   nthreads = std::min(nthreads, step_threads(N, GH, H));
   const RowOrder order(b.lengths, N, T);
