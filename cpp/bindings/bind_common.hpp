@@ -63,8 +63,9 @@ const S* checked(const py::array& a, const char* name, std::initializer_list<py:
   if (!has_shape(a, shape))
     throw py::value_error(std::string(name) + ": expected shape " + legend + " = " + shape_str(shape) + ", got " +
                           shape_str(shape_of(a)));
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(std::string(name) + ": expected a C-contiguous array");
+  // (arguments were made so by float_array; a cache's arrays are as rnnkit wrote them, or rejected here)
+  if (!(a.flags() & py::array::c_style) || !(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(name) + ": expected a C-contiguous array aligned to its dtype");
   return static_cast<const S*>(a.data());
 }
 
