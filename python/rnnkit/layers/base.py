@@ -20,6 +20,8 @@ import re
 import numpy as np
 
 from .. import initializers
+from ..engine.calls import call_layer
+from ..engine.tape import Variable
 
 __all__ = ["Layer", "mask_to_lengths", "as_float_array"]
 
@@ -137,6 +139,7 @@ class Layer:
                  batch_size=None, input_dim=None, **unexpected):
         if unexpected:
             raise _unexpected_keyword(type(self), unexpected)
+        dtype = "float32" if dtype is None else dtype
         if str(np.dtype(dtype)) not in _FLOAT_DTYPES:
             raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
         self.dtype = str(np.dtype(dtype))
@@ -153,7 +156,7 @@ class Layer:
         self.grads = []
 
     # ---- weights -------------------------------------------------------------------------------------
-    def add_weight(self, name, value, trainable=True):
+    def _add_weight(self, name, value, trainable=True):
         """Registers ``value`` (an ndarray of the layer dtype); trainable weights are kept before the rest.
         Inside ``weights_from`` the weight is the source's array for ``value``'s shape instead."""
         state = _WEIGHT_SOURCE.get()
@@ -168,6 +171,30 @@ class Layer:
         self.weight_names.insert(at, name)
         self._n_trainable += bool(trainable)
         return value
+
+    def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True, autocast=True, regularizer=None,
+                   constraint=None, aggregation="none", overwrite_with_gradient=False, name=None):
+        """Keras' ``add_weight``: a new weight of ``shape`` drawn by ``initializer`` (a name, an Initializer or a
+        callable ``(shape, dtype)``; default "glorot_uniform", "zeros" for a non-float dtype), returned as an
+        ``rnnkit.Variable`` to use in ``call`` (``x @ self.w``, ``ops.matmul(x, self.w)``): its gradient is
+        recorded whenever ``call`` runs in training. ``regularizer`` and ``constraint`` are not supported."""
+        if regularizer is not None or constraint is not None:
+            raise ValueError(f"add_weight: layer {self.name!r}: regularizer and constraint are not supported")
+        shape = () if shape is None else tuple(int(d) for d in (shape if np.ndim(shape) else (shape,)))
+        dtype = self.dtype if dtype is None else str(np.dtype(dtype))
+        if dtype not in _FLOAT_DTYPES:
+            raise ValueError(f"add_weight: dtype: expected 'float32' or 'float64', got {dtype!r}")
+        init = get_initializer("initializer", "glorot_uniform" if initializer is None else initializer) \
+            if initializer is None or isinstance(initializer, (str, dict, initializers.Initializer)) else initializer
+        if name is None or name in self.weight_names:
+            base = name or "variable"
+            name = next(f"{base}_{i}" if i else base for i in range(len(self.weights) + 1)
+                        if (f"{base}_{i}" if i else base) not in self.weight_names)
+        value = np.asarray(init(shape, dtype), dtype=dtype)
+        array = self._add_weight(name, value, trainable)
+        variable = Variable(array, name, bool(trainable), path=f"{self.name}/{name}")
+        self.__dict__.setdefault("_variables", []).append(variable)
+        return variable
 
     @property
     def trainable_weights(self):
@@ -212,6 +239,26 @@ class Layer:
             raise ValueError(f"x: layer {self.name!r} was built for inputs of shape {self.input_spec}, "
                              f"got {input_shape}")
 
+    def build_from_shape(self, input_shape):
+        """A user's layer on first call: ``build(input_shape)`` (weights from the file when loading)."""
+        state = _WEIGHT_SOURCE.get()
+        if state is None:
+            self.build(input_shape)
+        else:
+            self._build_from(state, input_shape)
+        self.built = True
+
+    def sublayers(self):
+        """The layers this one holds in its attributes (directly, or in lists, tuples and dicts), in the order
+        they were assigned."""
+        found = []
+        for value in vars(self).values():
+            for item in (value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple))
+                         else (value,)):
+                if isinstance(item, Layer) and item is not self and all(item is not f for f in found):
+                    found.append(item)
+        return found
+
     def check_input_ndim(self, input_shape):
         """ValueError naming x unless ``input_shape`` has the number of axes the layer takes (before any weight is
         made for a wrong shape)."""
@@ -245,12 +292,21 @@ class Layer:
                              f"{self.dtype}; rescale the data or use layers of dtype float64")
         return x
 
-    def __call__(self, x, mask=None, training=False, **kwargs):
+    # the names of a built-in layer's positional arguments after its input (Keras' call signature)
+    _call_positional = ("mask", "training")
+
+    def __call__(self, *args, **kwargs):
+        """Keras' layer call: on arrays the result; on an rnnkit tensor a tensor (recorded for gradients in
+        training); on a symbolic tensor (``rnnkit.Input``) a node of a functional model."""
+        return call_layer(self, args, kwargs)
+
+    def _run(self, x, mask=None, training=False, **kwargs):
+        """A built-in layer's call on arrays: builds it on first use, then ``call``."""
         self.ensure_built(np.shape(x))
-        return self.call(x, mask=mask, training=training, **kwargs)
+        return self.call(x, mask=mask, training=bool(training), **kwargs)
 
     def call(self, x, mask=None, training=False):
-        raise NotImplementedError
+        raise NotImplementedError(f"layer {self.name!r}: a Layer subclass defines call(inputs, ...)")
 
     def backward(self, dout):
         raise NotImplementedError

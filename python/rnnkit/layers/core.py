@@ -57,9 +57,9 @@ class Dense(Layer):
 
     def build(self, input_shape):
         C = input_shape[-1]
-        self.add_weight("kernel", self.kernel_initializer((C, self.units), self.dtype, fan=C))
+        self._add_weight("kernel", self.kernel_initializer((C, self.units), self.dtype, fan=C))
         if self.use_bias:
-            self.add_weight("bias", self.bias_initializer((self.units,), self.dtype, fan=C))
+            self._add_weight("bias", self.bias_initializer((self.units,), self.dtype, fan=C))
         self.built = True
 
     def call(self, x, mask=None, training=False):
@@ -188,7 +188,7 @@ class Embedding(Layer):
         self.embeddings_initializer = get_initializer("embeddings_initializer", embeddings_initializer)
 
     def build(self, input_shape):
-        self.add_weight("embeddings", self.embeddings_initializer((self.input_dim, self.output_dim), self.dtype))
+        self._add_weight("embeddings", self.embeddings_initializer((self.input_dim, self.output_dim), self.dtype))
         self.built = True
 
     def check_input(self, x, name="x"):

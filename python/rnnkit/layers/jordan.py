@@ -58,12 +58,12 @@ class Jordan(Layer):
         C, U, O, dt = input_shape[-1], self.units, self.output_units, self.dtype
         if C is None:
             raise ValueError(f"x: layer {self.name!r} needs a known feature size, got input shape {input_shape}")
-        self.add_weight("W_xh", self.kernel_initializer((C, U), dt, fan=U).T)
-        self.add_weight("W_yh", self.recurrent_initializer((O, U), dt, fan=U).T)
-        self.add_weight("W_hy", self.kernel_initializer((U, O), dt, fan=U).T)
+        self._add_weight("W_xh", self.kernel_initializer((C, U), dt, fan=U).T)
+        self._add_weight("W_yh", self.recurrent_initializer((O, U), dt, fan=U).T)
+        self._add_weight("W_hy", self.kernel_initializer((U, O), dt, fan=U).T)
         if self.use_bias:
-            self.add_weight("b_h", self.bias_initializer((U,), dt, fan=U))
-            self.add_weight("b_y", self.bias_initializer((O,), dt, fan=U))
+            self._add_weight("b_h", self.bias_initializer((U,), dt, fan=U))
+            self._add_weight("b_y", self.bias_initializer((O,), dt, fan=U))
         else:
             self._zero_biases = (np.zeros(U, dt), np.zeros(O, dt))
         self.built = True

@@ -103,16 +103,16 @@ class Recurrent(Layer):
         if C is None:
             raise ValueError(f"x: layer {self.name!r} needs a known feature size, got input shape {input_shape}")
         dt = self.dtype
-        self.add_weight("W_ih", self.kernel_initializer((C, G * H), dt, fan=H).T)
-        self.add_weight("W_hh", self.recurrent_initializer((H, G * H), dt, fan=H).T)
+        self._add_weight("W_ih", self.kernel_initializer((C, G * H), dt, fan=H).T)
+        self._add_weight("W_hh", self.recurrent_initializer((H, G * H), dt, fan=H).T)
         if self.use_bias:
             b_ih = np.array(self.bias_initializer((G * H,), dt, fan=H), dtype=dt)
             if getattr(self, "unit_forget_bias", False):
                 b_ih[H:2 * H] = 1.0
             two_biases = getattr(self, "reset_after", False) or _is_pytorch_init(self.bias_initializer)
             b_hh = self.bias_initializer((G * H,), dt, fan=H) if two_biases else np.zeros(G * H, dt)
-            self.add_weight("b_ih", b_ih)
-            self.add_weight("b_hh", b_hh)
+            self._add_weight("b_ih", b_ih)
+            self._add_weight("b_hh", b_hh)
         else:
             self._zero_bias = np.zeros(G * H, dt)
         self.built = True
@@ -125,10 +125,9 @@ class Recurrent(Layer):
         return {name: getattr(self, name) for name in self.options if name != "unit_forget_bias"}
 
     # ---- forward and backward ------------------------------------------------------------------------
-    def __call__(self, sequences, initial_state=None, mask=None, training=None):
-        """Keras' signature: ``layer(sequences, initial_state=None, mask=None, training=None)``, so a state passed
-        positionally is the initial state (as in Keras), never the mask."""
-        return super().__call__(sequences, mask=mask, training=bool(training), initial_state=initial_state)
+    # Keras' signature: layer(sequences, initial_state=None, mask=None, training=None), so a state passed
+    # positionally is the initial state (as in Keras), never the mask
+    _call_positional = ("initial_state", "mask", "training")
 
     def call(self, x, mask=None, training=False, initial_state=None):
         x, lengths = sequence_batch(self, x, mask)

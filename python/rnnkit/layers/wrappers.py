@@ -55,9 +55,9 @@ class Bidirectional(Layer):
         self.forward_layer.reset_states()
         self.backward_layer.reset_states()
 
-    def __call__(self, sequences, initial_state=None, mask=None, training=None):
-        """Keras' signature, as the recurrent layers': a state passed positionally is the initial state."""
-        return super().__call__(sequences, mask=mask, training=bool(training), initial_state=initial_state)
+    # Keras' signature: layer(sequences, initial_state=None, mask=None, training=None), so a state passed
+    # positionally is the initial state (as in Keras), never the mask
+    _call_positional = ("initial_state", "mask", "training")
 
     def call(self, x, mask=None, training=False, initial_state=None):
         n = self.forward_layer.n_states

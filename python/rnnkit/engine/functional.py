@@ -1,0 +1,295 @@
+"""The functional graph: symbolic tensors (``rnnkit.Input``), the nodes layers make when called on them, and the
+ordered graph a functional ``Model`` runs.
+
+Calling a layer on symbolic tensors builds the layer for their shapes (a built-in layer from its
+``compute_output_shape``; a user's layer by one call on small zero arrays, twice with different sizes for the
+axes the inputs leave unknown) and returns symbolic tensors of its outputs' shapes, each remembering the node that
+made it. ``Graph(inputs, outputs)`` walks back from the outputs to the inputs and orders the nodes so that each
+runs after the nodes it reads; running it calls each node's layer on the values (eager tensors), so a layer
+called at several nodes (a shared layer) is one set of weights.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .calls import input_shapes, own_backward
+from .tape import Tensor, not_recording
+
+__all__ = ["KerasTensor", "Input", "InputLayer", "Graph", "symbolic_call", "symbolic_op", "flatten", "pack_like"]
+
+_names = itertools.count()
+
+
+class KerasTensor:
+    """A symbolic tensor: a shape (None for an axis of any size), a dtype, and the graph node that makes it."""
+
+    _symbolic = True
+    __array_priority__ = 1000
+
+    def __init__(self, shape, dtype="float32", name=None, node=None, index=0):
+        self.shape = tuple(None if d is None else int(d) for d in shape)
+        self.dtype = str(np.dtype(dtype))
+        self.name = name or f"keras_tensor_{next(_names)}"
+        self.node, self.index = node, index
+
+    ndim = property(lambda self: len(self.shape))
+
+    def __repr__(self):
+        return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(f"{self.name}: a symbolic tensor (rnnkit.Input, or a layer's output on one) has no values; "
+                        "call a model built from it on data, or use rnnkit.ops on it inside the graph")
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        from .. import ops
+
+        op = ops.UFUNCS.get(ufunc.__name__) if method == "__call__" and not kwargs else None
+        if op is None:
+            raise TypeError(f"numpy.{ufunc.__name__} on a symbolic tensor: use the rnnkit.ops function instead")
+        return op(*inputs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        from .. import ops
+
+        op = ops.FUNCTIONS.get(func.__name__)
+        if op is None:
+            raise TypeError(f"numpy.{func.__name__} on a symbolic tensor: use the rnnkit.ops function instead")
+        return op(*args, **kwargs)
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+              "__matmul__", "__rmatmul__", "__pow__", "__neg__", "__abs__", "__getitem__", "__lt__", "__le__",
+              "__gt__", "__ge__"):
+    setattr(KerasTensor, _name, getattr(Tensor, _name))
+KerasTensor.T = Tensor.T
+del _name
+
+
+class GraphNode:
+    """One call of ``layer`` on symbolic tensors: its arguments (symbolic tensors inside) and its outputs."""
+
+    def __init__(self, layer, args, kwargs, outputs, returns_list):
+        self.layer, self.args, self.kwargs = layer, args, kwargs
+        self.inputs = [t for t in flatten((args, kwargs)) if isinstance(t, KerasTensor)]
+        self.outputs, self.returns_list = outputs, returns_list
+        for i, t in enumerate(outputs):
+            t.node, t.index = self, i
+        layer.__dict__.setdefault("_inbound_nodes", []).append(self)
+
+
+def _input_layer_class():
+    from ..layers.base import Layer
+
+    class InputLayer(Layer):
+        """The layer behind ``rnnkit.Input``: it holds the input's batch shape and dtype."""
+
+        def __init__(self, batch_shape=None, dtype="float32", name=None, **kwargs):
+            float_dtype = dtype if np.dtype(dtype).kind == "f" else "float32"
+            super().__init__(name=name, dtype=float_dtype, **kwargs)
+            self.batch_shape = tuple(None if d is None else int(d) for d in batch_shape)
+            self.input_dtype = str(np.dtype(dtype))
+            self.built = True
+            self.output = KerasTensor(self.batch_shape, self.input_dtype, name=self.name)
+            GraphNode(self, (), {}, [self.output], False)
+
+        def get_config(self):
+            return {"name": self.name, "batch_shape": list(self.batch_shape), "dtype": self.input_dtype}
+
+        def compute_output_shape(self, input_shape):
+            return self.batch_shape
+
+    return InputLayer
+
+
+InputLayer = None  # set below, once the layer base class can be imported
+
+
+def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None, tensor=None,
+          optional=False):
+    """A symbolic input of a functional model: ``shape`` without the batch axis (None for any size), or
+    ``batch_shape`` with it; ``dtype`` "float32" by default (an integer dtype for an Embedding's ids)."""
+    if sparse:
+        raise ValueError("sparse: rnnkit takes dense inputs only")
+    if tensor is not None:
+        raise ValueError("tensor: rnnkit's Input makes its own symbolic tensor; pass shape= instead")
+    if batch_shape is None:
+        if shape is None:
+            raise ValueError("shape: Input needs shape= (without the batch axis) or batch_shape=")
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        batch_shape = (batch_size, *shape)
+    for d in batch_shape:
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0):
+            raise ValueError(f"shape: expected non-negative integers or None, got {tuple(batch_shape)}")
+    dtype = "float32" if dtype is None else str(np.dtype(dtype))
+    if np.dtype(dtype).kind not in "fiub":
+        raise ValueError(f"dtype: expected a numeric dtype, got {dtype!r}")
+    layer = _get_input_layer()(batch_shape=batch_shape, dtype=dtype, name=name)
+    return layer.output
+
+
+def _get_input_layer():
+    global InputLayer
+    if InputLayer is None:
+        InputLayer = _input_layer_class()
+    return InputLayer
+
+
+# ---- calling layers on symbolic tensors ------------------------------------------------------------------
+def symbolic_call(layer, args, kwargs):
+    """The node of ``layer`` called on symbolic tensors; returns its symbolic outputs."""
+    x = args[0] if args else next(iter(kwargs.values()))
+    shapes = input_shapes(x)
+    if own_backward(type(layer)):
+        layer.ensure_built(shapes)
+        out_shapes = layer.compute_output_shape(shapes)
+        returns_list = isinstance(out_shapes, list)
+        out_shapes = out_shapes if returns_list else [out_shapes]
+        dtypes = [layer.dtype] * len(out_shapes)
+    elif hasattr(layer, "symbolic_outputs"):  # a functional model used as a layer
+        out_shapes, dtypes, returns_list = layer.symbolic_outputs(shapes)
+    else:
+        out_shapes, dtypes, returns_list = _trial_outputs(layer, args, kwargs)
+    outputs = [KerasTensor(s, d, name=f"{layer.name}/output_{i}" if len(out_shapes) > 1 else None)
+               for i, (s, d) in enumerate(zip(out_shapes, dtypes))]
+    GraphNode(layer, args, kwargs, outputs, returns_list)
+    return outputs if returns_list else outputs[0]
+
+
+def _trial_outputs(layer, args, kwargs):
+    """(output shapes, dtypes, returns a list) of a user's layer, from calls on zero arrays: an unknown input axis
+    is given size 2, then 3, and an output axis whose size differs between the two calls is unknown."""
+    from ..layers.base import no_backward
+
+    results = []
+    for fill in (2, 3):
+        def concrete(t, fill=fill):
+            if isinstance(t, KerasTensor):
+                return np.zeros(tuple(fill if d is None else d for d in t.shape), t.dtype)
+            return t
+        c_args, c_kwargs = pack_like((args, kwargs), [concrete(t) for t in flatten((args, kwargs))])
+        with not_recording(), no_backward():
+            try:
+                out = layer(*c_args, **c_kwargs)
+            except Exception as e:
+                raise type(e)(f"layer {layer.name!r} called on symbolic inputs of shape "
+                              f"{input_shapes(args[0] if args else next(iter(kwargs.values())))}: {e}") from e
+        results.append(out)
+    returns_list = isinstance(results[0], (list, tuple))
+    first = list(results[0]) if returns_list else [results[0]]
+    second = list(results[1]) if returns_list else [results[1]]
+    shapes = [tuple(a if a == b else None for a, b in zip(np.shape(_value(o1)), np.shape(_value(o2))))
+              for o1, o2 in zip(first, second)]
+    dtypes = [str(np.asarray(_value(o)).dtype) for o in first]
+    return shapes, dtypes, returns_list
+
+
+def _value(x):
+    return x.value if isinstance(x, Tensor) else x
+
+
+def symbolic_op(op, args, kwargs):
+    """``op`` (an rnnkit.ops function) called on symbolic tensors: a node of an ``OpLayer`` that calls it."""
+    from ..layers.core import OpLayer
+
+    tensors = [t for t in flatten((args, kwargs)) if isinstance(t, KerasTensor)]
+    layer = OpLayer(op, args, kwargs)
+    return layer(tensors)
+
+
+# ---- nested structures ------------------------------------------------------------------------------
+def flatten(x):
+    """The leaves of nested lists, tuples and dicts (dicts in key order as given), in order."""
+    out = []
+    stack = [x]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        else:
+            out.append(item)
+    return out
+
+
+def pack_like(structure, leaves):
+    """``structure`` with its leaves replaced, in order, by ``leaves``."""
+    it = iter(leaves)
+
+    def pack(s):
+        if isinstance(s, list):
+            return [pack(i) for i in s]
+        if isinstance(s, tuple):
+            return tuple(pack(i) for i in s)
+        if isinstance(s, dict):
+            return {k: pack(v) for k, v in s.items()}
+        return next(it)
+    return pack(structure)
+
+
+# ---- the graph of a functional model --------------------------------------------------------------------
+class Graph:
+    """The nodes between ``inputs`` and ``outputs`` (nested structures of symbolic tensors), in an order where
+    each runs after the nodes it reads. ValueError when an output depends on an input not among ``inputs``."""
+
+    def __init__(self, inputs, outputs):
+        self.inputs, self.outputs = inputs, outputs
+        self.flat_inputs, self.flat_outputs = flatten(inputs), flatten(outputs)
+        for what, tensors in (("inputs", self.flat_inputs), ("outputs", self.flat_outputs)):
+            for t in tensors:
+                if not isinstance(t, KerasTensor):
+                    raise TypeError(f"{what}: expected symbolic tensors (from rnnkit.Input and layers called on "
+                                    f"them), got {type(t).__name__}")
+        for t in self.flat_inputs:
+            if not isinstance(t.node.layer, _get_input_layer()):
+                raise ValueError(f"inputs: {t.name} is not an rnnkit.Input; a model's inputs are Input tensors")
+        given = {id(t) for t in self.flat_inputs}
+        order, done, stack = [], set(), [(t, False) for t in reversed(self.flat_outputs)]
+        while stack:  # depth-first, each node after its inputs' nodes
+            t, expanded = stack.pop()
+            node = t.node
+            if id(node) in done:
+                continue
+            if isinstance(node.layer, _get_input_layer()):
+                if id(t) not in given:
+                    raise ValueError(
+                        f"Graph disconnected: the outputs depend on input {t.name!r} (shape {t.shape}), which is not "
+                        f"among the model's inputs {[i.name for i in self.flat_inputs]}; pass it in inputs=")
+                done.add(id(node))
+                continue
+            if expanded:
+                done.add(id(node))
+                order.append(node)
+                continue
+            stack.append((t, True))
+            stack.extend((i, False) for i in reversed(node.inputs) if id(i.node) not in done)
+        self.nodes = order
+
+    def layers(self):
+        """Every layer of the graph once, inputs first, in the order of the nodes."""
+        found, seen = [], set()
+        for t in self.flat_inputs:
+            seen.add(id(t.node.layer))
+            found.append(t.node.layer)
+        for node in self.nodes:
+            if id(node.layer) not in seen:
+                seen.add(id(node.layer))
+                found.append(node.layer)
+        return found
+
+    def run(self, values):
+        """The flat outputs for ``values`` (one per flat input: eager tensors), calling each node's layer."""
+        env = {id(t): v for t, v in zip(self.flat_inputs, values)}
+        for node in self.nodes:
+            args, kwargs = pack_like((node.args, node.kwargs),
+                                     [env[id(t)] if isinstance(t, KerasTensor) else t
+                                      for t in flatten((node.args, node.kwargs))])
+            out = node.layer(*args, **kwargs)
+            outs = list(out) if node.returns_list else [out]
+            for t, v in zip(node.outputs, outs):
+                env[id(t)] = v
+        return [env[id(t)] for t in self.flat_outputs]
