@@ -3,15 +3,17 @@
 __version__ = "0.1.0"  # before the imports: saving records it in model files
 
 from . import (callbacks, convert, datasets, functional, generative, initializers, layers, losses, metrics, models,
-               optimizers, reference, utils)
+               ops, optimizers, reference, saving, utils)
 from ._isa import build_info, get_num_threads, release_memory, set_num_threads
-from .models import Sequential
+from .engine.functional import Input, KerasTensor
+from .engine.tape import Tensor, Variable
+from .models import Model, Sequential
 from .random import set_seed
 from .saving import load_model
 
 __all__ = [
-    "Sequential", "load_model", "set_seed",
-    "layers", "models", "utils", "optimizers", "losses", "metrics", "callbacks", "initializers", "functional",
+    "Input", "Model", "Sequential", "load_model", "set_seed", "Tensor", "Variable", "KerasTensor",
+    "layers", "models", "ops", "saving", "utils", "optimizers", "losses", "metrics", "callbacks", "initializers", "functional",
     "reference", "convert", "generative", "datasets",
     "build_info", "get_num_threads", "set_num_threads", "release_memory", "__version__",
 ]

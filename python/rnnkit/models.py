@@ -273,18 +273,15 @@ class Model(Layer):
         with training_mode(training):
             if training and backward_possible():
                 with recording():
-                    return call_layer(self, (tensors, *args), {"training": training, **kwargs})
-            return call_layer(self, (tensors, *args), {"training": training, **kwargs})
+                    return call_layer(self, (tensors, *args), kwargs)
+            return call_layer(self, (tensors, *args), kwargs)
 
     # ---- the training loop's hooks ----------------------------------------------------------------------
     def _forward(self, x, training):
         """x (checked) -> (flat list of output arrays, flat list of their masks)."""
         with _float_warnings_off():
             out = self._run(x, training)
-        flat = graph_module.flatten(out)
-        if not all(isinstance(t, Tensor) for t in flat):
-            raise TypeError(f"model {self.name!r}: call must return tensors computed from its inputs (with layers, "
-                            f"rnnkit.ops or tensor operators), got {[type(t).__name__ for t in flat]}")
+        flat = [t if isinstance(t, Tensor) else Tensor(np.asarray(t)) for t in graph_module.flatten(out)]
         if self._graph is None:
             self._out_structure = graph_module.pack_like(out, [None] * len(flat))
         self._last_outputs = flat if training and backward_possible() else None
@@ -323,7 +320,7 @@ class Model(Layer):
             raise ValueError(f"{name}: expected an array, got None")
         if self._graph is None:
             leaves = graph_module.flatten(x)
-            checked = [_input_array(a, None, f"{name}") for a in leaves]
+            checked = [_input_array(a, self.dtype, name, keep_integers=True) for a in leaves]
             _same_count(checked, name)
             return graph_module.pack_like(x, checked)
         flat_in = self._graph.flat_inputs
@@ -953,19 +950,19 @@ def _same_count(arrays, name):
         raise ValueError(f"{name}: every input needs the same number of samples, got {sorted(counts)}")
 
 
-def _input_array(a, dtype, name):
-    """One input array: integers stay integers (ids for an Embedding), other numbers become ``dtype`` (float32 by
-    default); TypeError for other data, ValueError for NaN or inf, or fewer than 1 axis."""
+def _input_array(a, dtype, name, keep_integers=False):
+    """One input array of ``dtype``: integers stay integers for an integer input (ids for an Embedding), or with
+    ``keep_integers``; TypeError for other data, ValueError for NaN or inf, or fewer than 1 axis."""
     a = np.asarray(value_of(a))
     if a.ndim < 1:
         raise ValueError(f"{name}: expected a batch [N, ...], got a scalar")
-    if a.dtype.kind in "iub" and (dtype is None or np.dtype(dtype).kind in "iub"):
+    if a.dtype.kind in "iub" and (keep_integers or np.dtype(dtype).kind in "iub"):
         return a
     if dtype is not None and np.dtype(dtype).kind in "iu":
         if a.dtype.kind != "f" or not np.isfinite(a).all() or not np.all(a == np.round(a)):
             raise TypeError(f"{name}: expected integer ids, got dtype {a.dtype}")
         return a.astype(dtype)
-    a = as_float_array(a, dtype or "float32", name)
+    a = as_float_array(a, dtype, name)
     if not np.isfinite(a).all():
         raise ValueError(f"{name}: contains NaN or inf (first at index {np.argwhere(~np.isfinite(a))[0].tolist()})")
     return a

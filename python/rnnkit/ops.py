@@ -120,7 +120,8 @@ def power(x1, x2):
     def backward(g, y, a, b):
         with np.errstate(divide="ignore", invalid="ignore"):
             db = g * y * np.log(np.where(np.asarray(a) > 0, a, 1))
-        return _unbroadcast(g * b * np.power(a, np.asarray(b) - 1), _shape(a)), _unbroadcast(db, _shape(b))
+        b1 = b - 1 if isinstance(b, (int, float)) else np.asarray(b) - 1  # a Python number keeps a's dtype
+        return _unbroadcast(g * b * np.power(a, b1), _shape(a)), _unbroadcast(db, _shape(b))
     return _apply(np.power, backward, x1, x2, name="power")
 
 
@@ -135,10 +136,10 @@ def _matmul_backward(g, y, a, b):
     a2 = a[None, :] if a.ndim == 1 else a
     b2 = b[:, None] if b.ndim == 1 else b
     g2 = g
+    if b.ndim == 1:  # restore the output's axes in reverse (a 0-d g when both operands are 1-D)
+        g2 = np.expand_dims(g2, -1)
     if a.ndim == 1:
         g2 = np.expand_dims(g2, -2)
-    if b.ndim == 1:
-        g2 = np.expand_dims(g2, -1)
     da = g2 @ np.swapaxes(b2, -1, -2)
     if b2.ndim == 2 and a2.ndim > 2:  # x: [..., C] @ W: [C, H]: one product over every leading row
         db = a2.reshape(-1, a2.shape[-1]).T @ g2.reshape(-1, g2.shape[-1])
@@ -254,7 +255,7 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001
 @_op
 def mean(x, axis=None, keepdims=False):
     def backward(g, y, a):
-        count = np.prod([np.shape(a)[i] for i in _axes(axis, np.ndim(a))], dtype=np.int64)
+        count = int(np.prod([np.shape(a)[i] for i in _axes(axis, np.ndim(a))], dtype=np.int64))  # keeps g's dtype
         return (np.broadcast_to(_expand(g, axis, np.ndim(a), keepdims) / count, np.shape(a)),)
     return _apply(lambda a: np.mean(a, axis=_tuple(axis), keepdims=keepdims), backward, x, name="mean")
 
@@ -264,7 +265,7 @@ def _extreme(reduce, name):
         def backward(g, y, a):
             hit = a == _expand(y, axis, np.ndim(a), keepdims)  # ties share the gradient equally
             share = hit / hit.sum(axis=_tuple(axis), keepdims=True)
-            return (share * _expand(g, axis, np.ndim(a), keepdims),)
+            return ((share * _expand(g, axis, np.ndim(a), keepdims)).astype(np.result_type(g), copy=False),)
         return _apply(lambda a: reduce(a, axis=_tuple(axis), keepdims=keepdims), backward, x, name=name)
     op.__name__ = op.__qualname__ = name
     op.__doc__ = f"The {name}imum over ``axis``; tied extremes share the gradient equally."

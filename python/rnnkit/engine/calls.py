@@ -18,7 +18,7 @@ import inspect
 
 import numpy as np
 
-from .tape import Node, Tensor, Variable, is_recording, tracked, value_of
+from .tape import Node, Tensor, Variable, is_recording, not_recording, tracked, value_of
 
 __all__ = ["call_layer", "training_mode", "current_training"]
 
@@ -119,6 +119,7 @@ def _bind(layer, args, kwargs):
 
 
 def _tracked_call(layer, x, kw):
+    recording_now = is_recording()
     mask = kw.get("mask")
     if mask is None and isinstance(x, Tensor) and layer.supports_masking:
         mask = x._keras_mask
@@ -128,12 +129,13 @@ def _tracked_call(layer, x, kw):
         states = [states] if not isinstance(states, (list, tuple)) else list(states)
         kw["initial_state"] = [value_of(s) for s in states]
     xv = value_of(x)
-    out = layer._run(xv, **kw)
+    with not_recording():  # the layers a built-in layer calls inside are part of its own backward
+        out = layer._run(xv, **kw)
     out_mask = layer.compute_mask(xv, mask)
     outs = out if isinstance(out, list) else [out]
     masks = out_mask if isinstance(out_mask, list) else [out_mask] + [None] * (len(outs) - 1)
     node = None
-    if is_recording():
+    if recording_now:
         inputs = [tracked(x), *(tracked(s) for s in states or ())]
         if layer.trainable_weights or any(t is not None for t in inputs):
             node = _layer_node(layer, inputs, len(outs))

@@ -1,0 +1,238 @@
+"""Functional and subclassed models and custom layers: whole-model gradients against finite differences in
+float64, training equal to Sequential's, and the errors a user meets first."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+import rnnkit
+from rnnkit import layers, ops
+from rnnkit.engine.functional import flatten
+
+from conftest import central_differences
+
+F64 = "float64"
+
+
+def check_gradients(model, x, rng, entries=5):
+    """The tape's gradient of sum(R * outputs) for every trainable weight equals central differences (float64)."""
+    values, _ = model._forward(model._check_x(x), training=True)
+    R = [rng.standard_normal(v.shape) for v in values]
+    model._backward(R)
+    analytic = [g for g, _ in model._gradient_pairs()]
+    weights = model.trainable_weights
+    assert weights and len(analytic) == len(weights)
+
+    def loss():
+        return sum(float((r * o).sum()) for r, o in zip(R, flatten(model(x))))
+
+    for a, n, w in zip(analytic, central_differences(loss, weights, entries=entries), weights):
+        probe = ~np.isnan(n)
+        assert_allclose(a[probe], n[probe], rtol=1e-6, atol=1e-8)
+    return analytic
+
+
+class MyRNN(layers.Layer):
+    """h_t = relu(x_t W + h_prev U + b): a user's recurrent layer looped over time in Python."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.W = self.add_weight(shape=(input_shape[-1], self.units), initializer="glorot_uniform", name="W")
+        self.U = self.add_weight(shape=(self.units, self.units), initializer="orthogonal", name="U")
+        self.b = self.add_weight(shape=(self.units,), initializer="random_normal", name="b")
+
+    def call(self, x):
+        h = ops.zeros((ops.shape(x)[0], self.units), self.dtype)
+        outputs = []
+        for t in range(x.shape[1]):
+            h = ops.relu(x[:, t, :] @ self.W + h @ self.U + self.b)
+            outputs.append(h)
+        return ops.stack(outputs, axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class StatesModel(rnnkit.Model):
+    """The design documents' subclassed model: call(inputs, states) -> (outputs, states)."""
+
+    def __init__(self, units, outputs, **kwargs):
+        super().__init__(**kwargs)
+        self.lstm = layers.LSTM(units, return_sequences=True, return_state=True, dtype=kwargs.get("dtype"))
+        self.dense = layers.Dense(outputs, dtype=kwargs.get("dtype"))
+
+    def call(self, inputs, states=None, training=None):
+        y, h, c = self.lstm(inputs, initial_state=states, training=training)
+        return self.dense(y)
+
+
+class DeepRNN(rnnkit.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.blocks = [MyRNN(4, dtype=F64), MyRNN(3, dtype=F64)]
+        self.heads = {"out": layers.Dense(2, dtype=F64)}
+
+    def call(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.heads["out"](x[:, -1])
+
+
+# ---- gradients ---------------------------------------------------------------------------------------
+
+def test_functional_gradients_with_shared_layers_and_two_outputs(rng):
+    a, b = rnnkit.Input(shape=(5, 3), dtype=F64, name="a"), rnnkit.Input(shape=(4, 3), dtype=F64, name="b")
+    shared = layers.GRU(4, dtype=F64)
+    ha, hb = shared(a), shared(b)  # one set of weights, two nodes
+    merged = layers.Dense(3, activation="tanh", dtype=F64)(ha) + hb[:, :3] * 2.0
+    model = rnnkit.Model([a, b], [layers.Dense(2, dtype=F64, name="o1")(merged), layers.Dense(1, dtype=F64)(hb)])
+    assert len(model.trainable_weights) == 4 + 2 + 2 + 2
+    check_gradients(model, [rng.standard_normal((3, 5, 3)), rng.standard_normal((3, 4, 3))], rng)
+
+
+def test_encoder_decoder_gradients_through_initial_state(rng):
+    enc_in, dec_in = rnnkit.Input(shape=(None, 3), dtype=F64), rnnkit.Input(shape=(None, 2), dtype=F64)
+    _, h, c = layers.LSTM(4, return_state=True, dtype=F64)(enc_in)
+    seq = layers.LSTM(4, return_sequences=True, dtype=F64)(dec_in, initial_state=[h, c])
+    model = rnnkit.Model([enc_in, dec_in], layers.Dense(2, activation="softmax", dtype=F64)(seq))
+    grads = check_gradients(model, [rng.standard_normal((3, 5, 3)), rng.standard_normal((3, 4, 2))], rng)
+    assert np.abs(grads[0]).max() > 0  # the encoder learns through the decoder's initial state
+
+
+def test_masked_ids_through_bidirectional_gradients_and_sequential_equality(rng):
+    ids = rnnkit.Input(shape=(None,), dtype="int64")
+    x = layers.Embedding(9, 3, mask_zero=True, dtype=F64)(ids)
+    x = layers.Bidirectional(layers.LSTM(3, return_sequences=True, dtype=F64))(x)
+    model = rnnkit.Model(ids, layers.Dense(2, dtype=F64)(layers.LSTM(2, dtype=F64)(x)))
+    data = rng.integers(1, 9, (4, 6))
+    data[1, 3:] = 0
+    data[2, 1:] = 0
+    check_gradients(model, data, rng)
+    stack = rnnkit.Sequential([layers.Embedding(9, 3, mask_zero=True, dtype=F64),
+                               layers.Bidirectional(layers.LSTM(3, return_sequences=True, dtype=F64)),
+                               layers.LSTM(2, dtype=F64), layers.Dense(2, dtype=F64)])
+    stack.build((None, 6))
+    stack.set_weights(model.get_weights())
+    assert_array_equal(stack.predict(data), model.predict(data))
+
+
+def test_subclassed_model_with_states_gradients(rng):
+    model = StatesModel(4, 2, dtype=F64)
+    x = rng.standard_normal((3, 5, 3))
+    model(x)
+    check_gradients(model, x, rng)
+    states = [rng.standard_normal((3, 4)), rng.standard_normal((3, 4))]
+    assert not np.allclose(model(x, states), model(x))
+
+
+def test_custom_layer_deep_rnn_gradients(rng):
+    model = DeepRNN(dtype=F64)
+    x = rng.standard_normal((3, 4, 2))
+    model(x)
+    assert [l.name for l in model.layers][:2] == [b.name for b in model.blocks]
+    assert len(model.trainable_weights) == 3 + 3 + 2
+    check_gradients(model, x, rng)
+
+
+def test_model_as_layer_and_sub_model_share_weights(rng):
+    inp = rnnkit.Input(shape=(5, 3), dtype=F64)
+    encoder = rnnkit.Model(inp, layers.SimpleRNN(4, dtype=F64)(inp))
+    outer_in = rnnkit.Input(shape=(5, 3), dtype=F64)
+    outer = rnnkit.Model(outer_in, layers.Dense(1, dtype=F64)(encoder(outer_in)))
+    assert outer.trainable_weights[:4] == encoder.trainable_weights or all(
+        a is b for a, b in zip(outer.trainable_weights, encoder.trainable_weights))
+    x = rng.standard_normal((3, 5, 3))
+    check_gradients(outer, x, rng)
+    outer.compile("sgd", "mse")
+    before = encoder.predict(x)
+    outer.fit(x, rng.standard_normal((3, 1)), epochs=1, verbose=0)
+    assert not np.allclose(encoder.predict(x), before)  # trained through the outer model
+
+
+# ---- training equals Sequential ----------------------------------------------------------------------
+
+def test_functional_training_equals_sequential_to_the_bit(rng):
+    x, y = rng.standard_normal((32, 6, 3)).astype("float32"), rng.standard_normal((32, 2)).astype("float32")
+    inp = rnnkit.Input(shape=(6, 3))
+    functional = rnnkit.Model(inp, layers.Dense(2)(layers.LSTM(5)(inp)))
+    stack = rnnkit.Sequential([layers.LSTM(5, input_shape=(6, 3)), layers.Dense(2)])
+    stack.set_weights(functional.get_weights())
+    for model in (functional, stack):
+        model.compile("adam", "mse", metrics=["mae"])
+    h1 = functional.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    h2 = stack.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    assert h1 == h2
+    for a, b in zip(functional.get_weights(), stack.get_weights()):
+        assert_array_equal(a, b)
+
+
+def test_several_outputs_losses_weights_and_metrics(rng):
+    inp = rnnkit.Input(shape=(4, 2), name="seq")
+    h = layers.LSTM(3)(inp)
+    model = rnnkit.Model({"seq": inp}, {"value": layers.Dense(1)(h), "label": layers.Dense(3, activation="softmax")(h)})
+    model.compile("sgd", loss={"value": "mse", "label": "sparse_categorical_crossentropy"},
+                  loss_weights={"value": 2.0, "label": 1.0}, metrics={"label": ["accuracy"]})
+    x = {"seq": rng.standard_normal((8, 4, 2))}
+    y = {"value": rng.standard_normal((8, 1)), "label": rng.integers(0, 3, 8)}
+    logs = model.evaluate(x, y, return_dict=True)
+    assert set(logs) == {"loss", "value_loss", "label_loss", "label_accuracy"}
+    assert logs["loss"] == pytest.approx(2 * logs["value_loss"] + logs["label_loss"], rel=1e-6)
+    out = model.predict(x)
+    assert set(out) == {"value", "label"} and out["label"].shape == (8, 3)
+    model.fit(x, y, epochs=1, verbose=0)
+
+
+# ---- errors ------------------------------------------------------------------------------------------
+
+def test_layer_on_an_incompatible_symbolic_shape_raises_at_the_call():
+    inp = rnnkit.Input(shape=(3,))
+    with pytest.raises(ValueError, match=r"expects inputs \[N, T, C\]"):
+        layers.LSTM(2)(inp)
+
+
+def test_disconnected_graph_names_the_missing_input():
+    a, b = rnnkit.Input(shape=(3,), name="first"), rnnkit.Input(shape=(3,), name="second")
+    out = layers.Dense(1)(b)
+    with pytest.raises(ValueError, match="Graph disconnected.*'second'"):
+        rnnkit.Model(a, out)
+
+
+def test_a_numpy_function_the_tape_cannot_see_is_named_in_training(rng):
+    class Dot(layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], 2))
+
+        def call(self, x):
+            return np.dot(x, self.w)
+
+    inp = rnnkit.Input(shape=(3,))
+    model = rnnkit.Model(inp, Dot()(inp))
+    x = rng.standard_normal((4, 3))
+    assert model.predict(x).shape == (4, 2)  # no gradient needed: plain NumPy
+    model.compile("sgd", "mse")
+    with pytest.raises(TypeError, match=r"numpy\.dot .*rnnkit\.ops"):
+        model.fit(x, rng.standard_normal((4, 2)), verbose=0)
+
+
+def test_wrong_inputs_and_targets_are_named(rng):
+    a, b = rnnkit.Input(shape=(3,), name="a"), rnnkit.Input(shape=(2,), name="b")
+    model = rnnkit.Model([a, b], layers.Dense(1)(ops.concatenate([a, b], axis=-1)))
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match=r"takes 2 inputs"):
+        model.predict(rng.standard_normal((4, 3)))
+    with pytest.raises(ValueError, match=r"x\['b'\].*shape \(None, 2\)"):
+        model.predict([rng.standard_normal((4, 3)), rng.standard_normal((4, 5))])
+    with pytest.raises(ValueError, match=r"no array for input 'b'"):
+        model.predict({"a": rng.standard_normal((4, 3))})
+    with pytest.raises(ValueError, match="same number of samples"):
+        model.predict([rng.standard_normal((4, 3)), rng.standard_normal((5, 2))])
+    with pytest.raises(ValueError, match=r"y: expected 4 samples"):
+        model.fit([rng.standard_normal((4, 3)), rng.standard_normal((4, 2))], np.zeros((3, 1)), verbose=0)
+
+
+def test_symbolic_tensor_has_no_values():
+    with pytest.raises(TypeError, match="symbolic tensor"):
+        np.asarray(rnnkit.Input(shape=(3,)))
