@@ -236,3 +236,109 @@ def test_wrong_inputs_and_targets_are_named(rng):
 def test_symbolic_tensor_has_no_values():
     with pytest.raises(TypeError, match="symbolic tensor"):
         np.asarray(rnnkit.Input(shape=(3,)))
+
+
+# ---- saving -------------------------------------------------------------------------------------------
+
+@rnnkit.saving.register_serializable(package="tests")
+class SavedRNN(MyRNN):
+    pass
+
+
+@rnnkit.saving.register_serializable(package="tests")
+class SavedStates(StatesModel):
+    def get_config(self):
+        return {**super().get_config(), "units": self.lstm.units, "outputs": self.dense.units}
+
+
+def test_functional_model_with_a_custom_layer_saves_and_loads(tmp_path, rng):
+    inp = rnnkit.Input(shape=(5, 3))
+    h = SavedRNN(4)(inp)
+    _, state_h, state_c = layers.LSTM(3, return_state=True)(h)
+    out = layers.Dense(2)(ops.concatenate([state_h, state_c], axis=-1))
+    model = rnnkit.Model(inp, out)
+    model.compile("adam", "mse")
+    x, y = rng.standard_normal((6, 5, 3)), rng.standard_normal((6, 2))
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.rnnkit")
+    loaded = rnnkit.load_model(tmp_path / "m.rnnkit")
+    assert_array_equal(loaded.predict(x), model.predict(x))
+    assert [type(l).__name__ for l in loaded.layers] == [type(l).__name__ for l in model.layers]
+    model.fit(x, y, epochs=1, verbose=0, shuffle=False)
+    loaded.fit(x, y, epochs=1, verbose=0, shuffle=False)  # the optimizer state was restored: the same step
+    assert_allclose(loaded.predict(x), model.predict(x), rtol=1e-6, atol=1e-7)
+
+
+def test_subclassed_model_saves_and_loads_given_its_class(tmp_path, rng):
+    model = SavedStates(4, 2)
+    x = rng.standard_normal((3, 5, 3)).astype("float32")
+    model.compile("sgd", "mse")
+    model.fit(x, rng.standard_normal((3, 5, 2)), epochs=1, verbose=0)
+    model.save(tmp_path / "s.rnnkit")
+    loaded = rnnkit.load_model(tmp_path / "s.rnnkit")
+    assert type(loaded) is SavedStates
+    assert_array_equal(loaded.predict(x), model.predict(x))
+    model.save_weights(tmp_path / "s.weights")
+    other = SavedStates(4, 2)
+    other(x)
+    other.load_weights(tmp_path / "s.weights")
+    assert_array_equal(other.predict(x), model.predict(x))
+
+
+def test_an_unregistered_custom_layer_fails_at_save_and_says_how_to_register(tmp_path, rng):
+    inp = rnnkit.Input(shape=(5, 3))
+    model = rnnkit.Model(inp, MyRNN(2)(inp))
+    with pytest.raises(ValueError, match=r"MyRNN, which is not registered.*register_serializable"):
+        model.save(tmp_path / "m.rnnkit")
+    assert not (tmp_path / "m.rnnkit").exists()
+
+
+def test_custom_objects_find_a_class_the_loader_does_not_know(tmp_path, rng):
+    inp = rnnkit.Input(shape=(5, 3))
+    model = rnnkit.Model(inp, SavedRNN(2)(inp))
+    model.save(tmp_path / "m.rnnkit")
+    from rnnkit.engine import serialization
+
+    key = SavedRNN._registered_name
+    del serialization._REGISTERED[key]
+    try:
+        with pytest.raises(ValueError, match=r"not known here.*custom_objects"):
+            rnnkit.load_model(tmp_path / "m.rnnkit")
+        loaded = rnnkit.load_model(tmp_path / "m.rnnkit", custom_objects={"SavedRNN": SavedRNN})
+    finally:
+        serialization._REGISTERED[key] = SavedRNN
+    x = rng.standard_normal((2, 5, 3))
+    assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_rnn_of_cells_saves_and_loads(tmp_path, rng):
+    inp = rnnkit.Input(shape=(None, 3))
+    seq = layers.RNN([layers.LSTMCell(4), layers.GRUCell(3)], return_sequences=True)(inp)
+    model = rnnkit.Model(inp, layers.RNN(layers.SimpleRNNCell(2))(seq))
+    model.save(tmp_path / "c.rnnkit")
+    loaded = rnnkit.load_model(tmp_path / "c.rnnkit")
+    x = rng.standard_normal((2, 6, 3))
+    assert_array_equal(loaded.predict(x), model.predict(x))
+    assert len(loaded.weights) == len(model.weights) == 4 + 4 + 4
+
+
+# ---- leading padding ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_left_padded_ids_gradients(rng, go_backwards, return_sequences):
+    """pad_sequences' default padding="pre": the kernels run on the batch moved to right padding; outputs and
+    gradients are those of stepping over the leading padding (checked against finite differences)."""
+    ids = rnnkit.Input(shape=(None,), dtype="int64")
+    x = layers.Embedding(9, 3, mask_zero=True, dtype=F64)(ids)
+    x = layers.LSTM(3, return_sequences=return_sequences, go_backwards=go_backwards, dtype=F64)(x)
+    model = rnnkit.Model(ids, layers.Dense(2, dtype=F64)(x))
+    data = rnnkit.utils.pad_sequences([[1, 2, 3], [4, 5, 6, 7, 8], [5], [], [1, 1, 2, 3, 5, 8]])  # "pre"
+    check_gradients(model, data, rng)
+    same = rnnkit.utils.pad_sequences([[1, 2, 3]], maxlen=6)
+    assert_allclose(model.predict(same)[:, -1], model.predict(np.array([[1, 2, 3]]))[:, -1], rtol=1e-12)
+
+
+def test_a_mask_with_a_hole_is_named():
+    with pytest.raises(ValueError, match=r"mask: sequence 1 is not right-padded or left-padded"):
+        layers.GRU(2)(np.ones((2, 4, 1)), mask=np.array([[1, 1, 1, 1], [1, 0, 0, 1]], dtype=bool))

@@ -74,6 +74,7 @@ class Model(Layer):
         self._outputs_compiled = None  # [(output name, loss, weight, [(metric name, fn)])]
         self._out_structure = None
         self._last_outputs = self._grads = None
+        self._input_shapes = None
         if inputs is not None or outputs is not None:
             if inputs is None or outputs is None:
                 raise ValueError("Model: a functional model needs both inputs= and outputs=")
@@ -276,6 +277,71 @@ class Model(Layer):
                     return call_layer(self, (tensors, *args), kwargs)
             return call_layer(self, (tensors, *args), kwargs)
 
+    # ---- configuration ----------------------------------------------------------------------------------
+    def get_config(self):
+        """A functional model: its layers, the calls between them and its inputs and outputs (JSON data); a
+        subclassed model: its constructor arguments (see ``Layer.get_config``)."""
+        if self._graph is None:
+            return Layer.get_config(self)
+        from .engine.serialization import serialize_layer
+
+        graph, where, counts, nodes = self._graph, {}, {}, []
+        for t in graph.flat_inputs:
+            where[id(t.node)] = (t.node.layer.name, 0)
+        names = [layer.name for layer in graph.layers()]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"model {self.name!r}: layer names must be unique to save it, {twice[0]!r} is used twice")
+        for node in graph.nodes:
+            k = counts.get(node.layer.name, 0)
+            counts[node.layer.name] = k + 1
+            where[id(node)] = (node.layer.name, k)
+
+        def template(structure):
+            leaves = [{"__tensor__": [*where[id(t.node)], t.index]} if isinstance(t, graph_module.KerasTensor) else t
+                      for t in graph_module.flatten(structure)]
+            return _lists(graph_module.pack_like(structure, leaves))
+
+        for node in graph.nodes:
+            nodes.append([node.layer.name, template(list(node.args)), template(node.kwargs)])
+        return {"name": self.name, "trainable": self.trainable,
+                "layers": [serialize_layer(layer) for layer in graph.layers()], "nodes": nodes,
+                "inputs": template(graph.inputs), "outputs": template(graph.outputs)}
+
+    @classmethod
+    def from_config(cls, config):
+        if "nodes" not in config:
+            return cls(**config)
+        from .engine.serialization import deserialize_layer
+
+        layers, tensors, counts = {}, {}, {}
+        for data in config["layers"]:
+            if data.get("class_name") == "InputLayer":
+                c = data["config"]
+                tensors[(c["name"], 0)] = [graph_module.Input(batch_shape=c["batch_shape"], dtype=c["dtype"],
+                                                              name=c["name"])]
+            else:
+                layer = deserialize_layer(data)
+                layers[layer.name] = layer
+
+        def resolve(structure):
+            if isinstance(structure, dict) and set(structure) == {"__tensor__"}:
+                name, k, i = structure["__tensor__"]
+                return tensors[(name, k)][i]
+            if isinstance(structure, list):
+                return [resolve(s) for s in structure]
+            if isinstance(structure, dict):
+                return {key: resolve(v) for key, v in structure.items()}
+            return structure
+
+        for name, args, kwargs in config["nodes"]:
+            out = layers[name](*resolve(args), **resolve(kwargs))
+            k = counts.get(name, 0)
+            counts[name] = k + 1
+            tensors[(name, k)] = list(out) if isinstance(out, (list, tuple)) else [out]
+        return cls(resolve(config["inputs"]), resolve(config["outputs"]), name=config.get("name"),
+                   trainable=config.get("trainable", True))
+
     # ---- the training loop's hooks ----------------------------------------------------------------------
     def _forward(self, x, training):
         """x (checked) -> (flat list of output arrays, flat list of their masks)."""
@@ -322,6 +388,8 @@ class Model(Layer):
             leaves = graph_module.flatten(x)
             checked = [_input_array(a, self.dtype, name, keep_integers=True) for a in leaves]
             _same_count(checked, name)
+            if self._input_shapes is None:  # what save records, to build the model again on load
+                self._input_shapes = graph_module.pack_like(x, [(None, *a.shape[1:]) for a in checked])
             return graph_module.pack_like(x, checked)
         flat_in = self._graph.flat_inputs
         if isinstance(x, dict):
@@ -929,6 +997,15 @@ def _positive_int(name, value, minimum=1):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _lists(structure):
+    """Tuples as lists, all the way down (JSON has no tuples)."""
+    if isinstance(structure, (list, tuple)):
+        return [_lists(s) for s in structure]
+    if isinstance(structure, dict):
+        return {k: _lists(v) for k, v in structure.items()}
+    return structure
 
 
 def _count(x):

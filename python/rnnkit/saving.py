@@ -54,13 +54,19 @@ import time
 import numpy as np
 
 from . import __version__, losses, optimizers
+from .engine.serialization import (custom_object_scope, get_registered_name, get_registered_object,
+                                   register_serializable)
+
+register_keras_serializable = register_serializable  # Keras' name
 
 try:
     import fcntl
 except ImportError:  # no flock (Windows): stale temporaries are recognised by their age
     fcntl = None
 
-__all__ = ["save_model", "load_model", "save_weights", "load_weights", "write_safetensors", "read_safetensors"]
+__all__ = ["save_model", "load_model", "save_weights", "load_weights", "register_serializable",
+           "register_keras_serializable", "get_registered_name", "get_registered_object", "custom_object_scope",
+           "write_safetensors", "read_safetensors"]
 
 FORMAT = "rnnkit.model"
 FORMAT_VERSION = "2"
@@ -469,20 +475,107 @@ def _weight_tensors(model):
 
 
 def save_model(model, path, include_optimizer=True):
-    """Writes ``model`` (a built Sequential) to ``path``; see the module docstring for the format."""
+    """Writes ``model`` (a built Sequential, functional or subclassed model) to ``path``; see the module
+    docstring for the format. ValueError, before anything is written, when the model holds a user's class that is
+    not registered (``register_serializable``) or whose configuration does not rebuild it."""
     model._require_built("save")
-    tensors = _weight_tensors(model)
+    from .engine.serialization import serialize_layer
+    from .models import Sequential
+
+    if type(model) is Sequential:
+        architecture = {"class_name": "Sequential", "config": model.get_config()}
+        tensors = _weight_tensors(model)
+    else:
+        architecture = serialize_layer(model)
+        _check_rebuilds(model)
+        if model._graph is None:
+            architecture["build_input_shape"] = _json_shapes(model._input_shapes)
+        tensors = dict(weight_paths(model))
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "rnnkit_version": __version__,
-                "architecture": json.dumps({"class_name": type(model).__name__, "config": model.get_config()})}
+                "architecture": json.dumps(architecture)}
     if model.compiled:
-        compile_config = {"loss": losses.serialize(model.loss),
-                          "metrics": [name for name, fn in model.metrics if not _is_plain_callable(fn)],
-                          "optimizer": optimizers.serialize(model.optimizer) if include_optimizer else None}
-        metadata["compile"] = json.dumps(compile_config)
+        metadata["compile"] = json.dumps(_compile_config(model, include_optimizer))
         if include_optimizer:
             for key, value in model.optimizer.get_state().items():
                 tensors[f"optimizer/{key}"] = np.asarray(value)
     write_safetensors(path, tensors, metadata)
+
+
+def weight_paths(model):
+    """[(path, array)] for every weight of ``model`` once: ``<layer>/<weight>`` for a functional model's layers, a
+    layer inside a model used as a layer prefixed by that model's name (``<model>/<layer>/<weight>``); the layers a
+    subclassed model or a layer holds are named by the attribute that holds them (``blocks.0/W``), so the paths
+    do not depend on the default names layers get."""
+    from .models import Model
+
+    found, seen = [], set()
+
+    def visit(layer, key, prefix):
+        if isinstance(layer, Model):
+            inner = "" if prefix is None else f"{prefix}{key}/"
+            children = [(child.name, child) for child in layer.layers] if layer._graph is not None \
+                else layer.named_sublayers()
+            for child_key, child in children:
+                visit(child, child_key, inner)
+            return
+        for name, w in zip(layer.weight_names, layer.weights):
+            if id(w) not in seen:
+                seen.add(id(w))
+                found.append((f"{prefix}{key}/{name}", w))
+        for child_key, child in layer.named_sublayers():
+            visit(child, child_key, f"{prefix}{key}/")
+
+    visit(model, model.name, None)
+    return found
+
+
+def _check_rebuilds(model):
+    """ValueError naming the first user's layer whose ``get_config`` does not rebuild it."""
+    from .engine.serialization import get_registered_name
+
+    for layer in model._all_layers():
+        if get_registered_name(type(layer)) is None:
+            continue
+        try:
+            type(layer).from_config(json.loads(json.dumps(layer.get_config())))
+        except Exception as e:
+            raise ValueError(f"layer {layer.name!r} ({type(layer).__qualname__}) cannot be rebuilt from its "
+                             f"get_config() ({type(e).__name__}: {e}); define get_config() to return every "
+                             "constructor argument") from None
+
+
+def _json_shapes(shapes):
+    if isinstance(shapes, dict):
+        return {k: _json_shapes(v) for k, v in shapes.items()}
+    if isinstance(shapes, list):
+        return [_json_shapes(s) for s in shapes]
+    return list(shapes)
+
+
+def _compile_config(model, include_optimizer):
+    from .models import Sequential
+
+    optimizer = optimizers.serialize(model.optimizer) if include_optimizer else None
+    if type(model) is Sequential:
+        return {"loss": losses.serialize(model.loss),
+                "metrics": [name for name, fn in model.metrics if not _is_plain_callable(fn)],
+                "optimizer": optimizer}
+    from .engine.functional import flatten, pack_like
+
+    loss, loss_weights, metrics = model._compile_spec
+
+    def named(structure, serialize):
+        leaves = flatten(structure)
+        return pack_like(structure, [None if leaf is None else serialize(leaf) for leaf in leaves])
+
+    def metric_name(m):
+        return m if isinstance(m, str) else m.name if not _is_plain_callable(m) else None
+
+    metrics = named(metrics, metric_name) if metrics is not None else None
+    if isinstance(metrics, list):
+        metrics = [m for m in metrics if m is not None]
+    return {"loss": named(loss, lambda leaf: losses.serialize(losses.get(leaf))), "loss_weights": loss_weights,
+            "metrics": metrics if metrics is not None else [], "optimizer": optimizer}
 
 
 def _is_plain_callable(fn):
@@ -495,15 +588,23 @@ class _Mismatch(ValueError):
     """A weight of the architecture that the stored tensors do not hold."""
 
 
-def load_model(path, compile=True):
-    """A Sequential read from ``path`` (written by ``model.save``), compiled as it was saved, with the
-    optimizer state restored so training resumes exactly; ``compile=False`` skips that. ValueError naming the
-    file for anything wrong with it (see the module docstring)."""
+def load_model(path, custom_objects=None, compile=True, safe_mode=True):
+    """The model read from ``path`` (written by ``model.save``), compiled as it was saved, with the
+    optimizer state restored so training resumes exactly; ``compile=False`` skips that. A user's classes in the
+    model are found among the registered ones (``register_serializable``) and in ``custom_objects`` (name ->
+    class); nothing is imported or executed from the file. ValueError naming the file for anything wrong with it
+    (see the module docstring)."""
     from .layers.base import weights_from
     from .models import Sequential
 
+    if isinstance(custom_objects, bool):  # load_model(path, False): the compile flag of older calls
+        custom_objects, compile = None, custom_objects
     tensors, metadata = read_rnnkit_file(path, FORMAT, FORMAT_VERSION, "an rnnkit model")
     architecture = metadata_json(path, metadata, "architecture")
+    if isinstance(architecture, dict) and architecture.get("class_name") != "Sequential" \
+            and isinstance(architecture.get("config"), dict):
+        model = _load_model_graph(path, tensors, architecture, custom_objects)
+        return _compile_from_file(path, model, tensors, metadata, compile)
     if not isinstance(architecture, dict) or architecture.get("class_name") != "Sequential" \
             or not isinstance(architecture.get("config"), dict):
         found = architecture.get("class_name") if isinstance(architecture, dict) else architecture
@@ -540,14 +641,20 @@ def load_model(path, compile=True):
                 raise _FileError(path, f"weight {layer.name}/{name} is not stored under that name")
     if set(weights) - used:
         raise _FileError(path, f"tensor {sorted(set(weights) - used)[0]!r} is not a weight of the architecture")
+    return _compile_from_file(path, model, tensors, metadata, compile)
+
+
+def _compile_from_file(path, model, tensors, metadata, compile):
+    """The model compiled with the file's settings and optimizer state (checked first)."""
     state = {k[len("optimizer/"):]: v for k, v in tensors.items() if k.startswith("optimizer/")}
     if "compile" not in metadata:
         if state:
             raise _FileError(path, "the file holds an optimizer state but no compile settings")
         return model
     config = metadata_json(path, metadata, "compile")
-    if not isinstance(config, dict) or set(config) != {"loss", "metrics", "optimizer"} \
-            or not isinstance(config["metrics"], list):
+    keys = {"loss", "metrics", "optimizer"}
+    if not isinstance(config, dict) or not keys <= set(config) <= keys | {"loss_weights"} \
+            or not isinstance(config["metrics"], (list, dict)):
         raise _FileError(path, f"the compile settings must be an object with loss, metrics (a list) and "
                                f"optimizer, got {_what(config)}")
     if (config["optimizer"] is None) != (not state):
@@ -555,13 +662,94 @@ def load_model(path, compile=True):
                                + ("a state without an optimizer" if state else "an optimizer without its state"))
     if compile:
         try:
-            model.compile(optimizer=config["optimizer"] or "rmsprop", loss=config["loss"], metrics=config["metrics"])
+            extra = {"loss_weights": config["loss_weights"]} if "loss_weights" in config else {}
+            model.compile(optimizer=config["optimizer"] or "rmsprop", loss=config["loss"], metrics=config["metrics"],
+                          **extra)
             if state:
                 _restore_optimizer(model, state)
         except Exception as e:
             raise _FileError(path, f"the compile settings in the file cannot be restored: {type(e).__name__}: "
                                    f"{e}") from None
     return model
+
+
+def _load_model_graph(path, tensors, architecture, custom_objects):
+    """A functional or subclassed model rebuilt from the file's architecture, its weights the stored tensors.
+
+    The layers are built inside ``weights_from`` with weights that are zero-stride views (nothing drawn or
+    allocated), at most as many values as the file stores, then each view is replaced, everywhere it is held, by
+    the stored tensor of its path (``weight_paths``)."""
+    from .engine.serialization import custom_object_scope, deserialize_layer
+    from .layers.base import weights_from
+
+    weights = {k: v for k, v in tensors.items() if not k.startswith("optimizer/")}
+    budget, requested = sum(int(v.size) for v in weights.values()), [0]
+
+    def placeholder(layer, name, shape, owners):
+        requested[0] += math.prod(shape)
+        if requested[0] > budget:
+            raise _Mismatch(f"the architecture declares more weight values than the file's {budget} (at "
+                            f"{layer.name}/{name}, shape {list(shape)})")
+        return np.broadcast_to(np.zeros((), layer.dtype), shape)
+
+    try:
+        with weights_from(placeholder), custom_object_scope(custom_objects):
+            model = deserialize_layer({k: v for k, v in architecture.items() if k != "build_input_shape"})
+            if getattr(model, "_graph", True) is None:
+                shapes = architecture.get("build_input_shape")
+                if shapes is None:
+                    raise _Mismatch("a subclassed model's file must record the shape of its inputs")
+                model.build(_tuple_shapes(shapes))
+    except _Mismatch as e:
+        raise _FileError(path, e) from None
+    except Exception as e:  # the architecture is the file's data: whatever it breaks, the file is at fault
+        raise _FileError(path, f"the architecture in the file cannot be rebuilt: {type(e).__name__}: {e}") from None
+    from .models import Model
+
+    if not isinstance(model, Model):
+        raise _FileError(path, f"the architecture in the file is a {type(model).__name__}, not a model")
+    replace, used = {}, set()
+    for key, view in weight_paths(model):
+        array = weights.get(key)
+        if array is None or array.shape != view.shape or array.dtype != view.dtype:
+            got = "none" if array is None else f"{array.dtype}{list(array.shape)}"
+            raise _FileError(path, f"weight {key!r} should be {view.dtype}{list(view.shape)}, the file has {got}")
+        replace[id(view)] = array
+        used.add(key)
+    if set(weights) - used:
+        raise _FileError(path, f"tensor {sorted(set(weights) - used)[0]!r} is not a weight of the architecture")
+    _replace_arrays(model, replace)
+    return model
+
+
+def _tuple_shapes(shapes):
+    if isinstance(shapes, dict):
+        return {k: _tuple_shapes(v) for k, v in shapes.items()}
+    if isinstance(shapes, list) and shapes and isinstance(shapes[0], (list, dict)):
+        return [_tuple_shapes(s) for s in shapes]
+    return tuple(shapes)
+
+
+def _replace_arrays(model, replace):
+    """Every reference a layer holds to an array in ``replace`` (by id) now points at its replacement."""
+    from .models import Model
+
+    stack, seen = [model], set()
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        held = layer.__dict__.get("weights")
+        if isinstance(held, list):
+            for i, w in enumerate(held):
+                if id(w) in replace:
+                    held[i] = replace[id(w)]
+        for variable in layer.__dict__.get("_variables", ()):
+            if id(variable.value) in replace:
+                variable.value = replace[id(variable.value)]
+        stack.extend(layer.layers if isinstance(layer, Model) else ())
+        stack.extend(layer.sublayers())
 
 
 def _weight_key(layer, name, owners):
@@ -598,24 +786,46 @@ def _restore_optimizer(model, state):
 # ---------------------------------------------------------------------------------------------- the weights file
 
 def save_weights(model, path, overwrite=True):
-    """Writes the weights of ``model`` (a built Sequential) to ``path``: the model file's tensors
-    (``<layer name>/<weight name>``) and the layers' names in order, without the architecture or the optimizer,
-    atomically and with the digest, as ``save_model``."""
+    """Writes the weights of ``model`` (built) to ``path``: the model file's tensors (``<layer name>/<weight
+    name>``) and their names in order, without the architecture or the optimizer, atomically and with the digest,
+    as ``save_model``."""
     model._require_built("save_weights")
     path = os.fspath(path)
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path}: exists, and overwrite=False")
-    metadata = {"format": WEIGHTS_FORMAT, "format_version": WEIGHTS_VERSION, "rnnkit_version": __version__,
-                "layers": json.dumps([layer.name for layer in model.layers])}
-    write_safetensors(path, _weight_tensors(model), metadata)
+    from .models import Sequential
+
+    if type(model) is Sequential:
+        tensors, order = _weight_tensors(model), {"layers": json.dumps([layer.name for layer in model.layers])}
+    else:
+        pairs = weight_paths(model)
+        tensors, order = dict(pairs), {"weights": json.dumps([key for key, _ in pairs])}
+    metadata = {"format": WEIGHTS_FORMAT, "format_version": WEIGHTS_VERSION, "rnnkit_version": __version__, **order}
+    write_safetensors(path, tensors, metadata)
 
 
 def load_weights(model, path):
     """Sets the weights of ``model`` (built, with the architecture they were saved from) from the weights file at
-    ``path``. Layers are matched by position, so a model built again with other default layer names loads them;
-    every weight's name, shape and dtype is checked before any is set (ValueError naming the file)."""
+    ``path``. Layers (weights, for a model other than Sequential) are matched by position, so a model built again
+    with other default layer names loads them; every weight's shape and dtype is checked before any is set
+    (ValueError naming the file)."""
     model._require_built("load_weights")
     tensors, metadata = read_rnnkit_file(path, WEIGHTS_FORMAT, WEIGHTS_VERSION, "an rnnkit weights file")
+    from .models import Sequential
+
+    if type(model) is not Sequential:
+        keys = metadata_json(path, metadata, "weights")
+        own = weight_paths(model)
+        if not isinstance(keys, list) or len(keys) != len(own) or set(keys) != set(tensors):
+            raise _FileError(path, f"the file holds {len(tensors)} weights, the model has {len(own)}")
+        for key, (name, w) in zip(keys, own):
+            t = tensors[key]
+            if t.shape != w.shape or t.dtype != w.dtype:
+                raise _FileError(path, f"weight {name!r} needs {w.dtype}{list(w.shape)}, the file's {key!r} is "
+                                       f"{t.dtype}{list(t.shape)}")
+        for key, (_, w) in zip(keys, own):
+            w[...] = tensors[key]
+        return
     names = metadata_json(path, metadata, "layers")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(names) != len(model.layers):
         raise _FileError(path, f"the weights are of {len(names) if isinstance(names, list) else 'no'} layers, the "

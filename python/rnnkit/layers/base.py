@@ -23,7 +23,7 @@ from .. import initializers
 from ..engine.calls import call_layer
 from ..engine.tape import Variable
 
-__all__ = ["Layer", "mask_to_lengths", "as_float_array"]
+__all__ = ["Layer", "mask_to_lengths", "as_float_array", "shift_steps"]
 
 _FLOAT_DTYPES = ("float32", "float64")
 _name_counts = collections.Counter()  # Keras-style default names: lstm, lstm_1, lstm_2, ...
@@ -72,19 +72,31 @@ class _NoInitializer(initializers.Initializer):
         return np.broadcast_to(np.zeros((), dtype), tuple(shape) if np.ndim(shape) else (shape,))
 
 
-def mask_to_lengths(mask):
-    """lengths: [N] int64 from a right-padded prefix mask: [N, T] bool; ValueError for any other mask."""
+def mask_to_lengths(mask, leading=False):
+    """lengths: [N] int64 from a right-padded prefix mask: [N, T] bool; ValueError for any other mask. With
+    ``leading``, a left-padded mask (padding first, as ``pad_sequences``' default ``padding="pre"`` makes) is
+    accepted too, and the result is ``(lengths, offsets)``: offsets[n] = the padded steps before sequence n
+    (None when no row has any)."""
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
         raise ValueError(f"mask: expected a boolean array [N, T], got shape {mask.shape}")
     lengths = mask.sum(axis=1, dtype=np.int64)
-    if not np.array_equal(mask, np.arange(mask.shape[1]) < lengths[:, None]):
-        bad = int(np.flatnonzero((mask != (np.arange(mask.shape[1]) < lengths[:, None])).any(axis=1))[0])
-        raise ValueError(
-            f"mask: sequence {bad} is not right-padded (mask {mask[bad].astype(int).tolist()}); rnnkit's "
-            "recurrent kernels take one length per sequence, so the True steps of each mask row must come first "
-            "and the padding after them — put padding at the end of each sequence")
-    return lengths
+    steps = np.arange(mask.shape[1])
+    right = mask == (steps < lengths[:, None])
+    if right.all():
+        return (lengths, None) if leading else lengths
+    offsets = mask.shape[1] - lengths
+    left = mask == (steps >= offsets[:, None])
+    bad = np.flatnonzero(~(right.all(axis=1) | left.all(axis=1)) if leading else ~right.all(axis=1))
+    if bad.size == 0:
+        return lengths, np.where(right.all(axis=1) & ~left.all(axis=1), 0, offsets)
+    row = int(bad[0])
+    where = "padding at the start or at the end of each sequence" if leading else \
+        "padding at the end of each sequence"
+    raise ValueError(
+        f"mask: sequence {row} is not right-padded{' or left-padded' if leading else ''} (mask "
+        f"{mask[row].astype(int).tolist()}); rnnkit's recurrent kernels take one length per sequence, so the True "
+        f"steps of each mask row must be contiguous, with {where}")
 
 
 def as_float_array(x, dtype, name="x"):
@@ -98,17 +110,29 @@ def as_float_array(x, dtype, name="x"):
         return x.astype(dtype, copy=False)
 
 
-def sequence_batch(layer, x, mask):
+def sequence_batch(layer, x, mask, leading=False):
     """A recurrent layer's input: (x as an [N, T, C] array of the layer's dtype, lengths: [N] int64 or None for
-    no mask), ValueError naming the argument for any other shape, TypeError for non-numeric data."""
+    no mask), ValueError naming the argument for any other shape, TypeError for non-numeric data. With ``leading``
+    the result is (x, lengths, offsets), a left-padded mask allowed (see ``mask_to_lengths``)."""
     x = as_float_array(x, layer.dtype)
     if x.ndim != 3:
         raise ValueError(f"x: layer {layer.name!r} expects a batch of sequences [N, T, C], got shape {x.shape}")
     N, T, _ = x.shape
-    lengths = None if mask is None else mask_to_lengths(mask)
-    if lengths is not None and np.shape(mask) != (N, T):
+    if mask is not None and np.shape(mask) != (N, T):
         raise ValueError(f"mask: expected shape [N, T] = [{N}, {T}], got {np.shape(mask)}")
-    return x, lengths
+    if not leading:
+        return x, None if mask is None else mask_to_lengths(mask)
+    lengths, offsets = (None, None) if mask is None else mask_to_lengths(mask, leading=True)
+    return x, lengths, offsets
+
+
+def shift_steps(a, offsets, back=False):
+    """a: [N, T, ...] with each sequence n moved ``offsets[n]`` steps earlier (``back``: later), the steps pushed
+    out coming in at the other end: a left-padded batch as a right-padded one, and back."""
+    T = a.shape[1]
+    t = np.arange(T)
+    index = (t[None, :] - offsets[:, None]) % T if back else (t[None, :] + offsets[:, None]) % T
+    return a[np.arange(a.shape[0])[:, None], index]
 
 
 def get_initializer(argument, identifier):
@@ -134,6 +158,11 @@ class Layer:
     # what a forward or backward call keeps for the next backward call: not part of the layer's state, so a
     # pickled layer leaves it out (reset to None; ``grads`` to [])
     _transient = ("_context", "_mask", "_keep", "_ids", "_pair", "grads", "state_grads")
+
+    def __new__(cls, *args, **kwargs):
+        layer = super().__new__(cls)
+        layer.__dict__["_init_call"] = (args, kwargs)  # a user's class: the default get_config
+        return layer
 
     def __init__(self, name=None, dtype="float32", trainable=True, input_shape=None, batch_input_shape=None,
                  batch_size=None, input_dim=None, **unexpected):
@@ -190,7 +219,10 @@ class Layer:
             base = name or "variable"
             name = next(f"{base}_{i}" if i else base for i in range(len(self.weights) + 1)
                         if (f"{base}_{i}" if i else base) not in self.weight_names)
-        value = np.asarray(init(shape, dtype), dtype=dtype)
+        if _WEIGHT_SOURCE.get() is None:
+            value = np.asarray(init(shape, dtype), dtype=dtype)
+        else:  # loading: the source supplies the array; nothing is drawn
+            value = np.broadcast_to(np.zeros((), dtype), shape)
         array = self._add_weight(name, value, trainable)
         variable = Variable(array, name, bool(trainable), path=f"{self.name}/{name}")
         self.__dict__.setdefault("_variables", []).append(variable)
@@ -251,12 +283,22 @@ class Layer:
     def sublayers(self):
         """The layers this one holds in its attributes (directly, or in lists, tuples and dicts), in the order
         they were assigned."""
-        found = []
-        for value in vars(self).values():
-            for item in (value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple))
-                         else (value,)):
-                if isinstance(item, Layer) and item is not self and all(item is not f for f in found):
-                    found.append(item)
+        return [layer for _, layer in self.named_sublayers()]
+
+    def named_sublayers(self):
+        """[(attribute path, layer)] for ``sublayers``: ``blocks.0`` for the first layer of a list ``blocks``."""
+        found, seen = [], set()
+        for attribute, value in vars(self).items():
+            if isinstance(value, dict):
+                items = [(f"{attribute}.{k}", v) for k, v in value.items()]
+            elif isinstance(value, (list, tuple)):
+                items = [(f"{attribute}.{i}", v) for i, v in enumerate(value)]
+            else:
+                items = [(attribute, value)]
+            for key, item in items:
+                if isinstance(item, Layer) and item is not self and id(item) not in seen:
+                    seen.add(id(item))
+                    found.append((key, item))
         return found
 
     def check_input_ndim(self, input_shape):
@@ -320,10 +362,30 @@ class Layer:
 
     # ---- configuration --------------------------------------------------------------------------------
     def get_config(self):
+        """The constructor arguments that rebuild the layer. For a user's class (one not defined in rnnkit) they
+        include, as in Keras, the arguments its constructor was called with that are JSON data (numbers, strings,
+        lists, dicts); a class taking other arguments defines ``get_config`` itself."""
         config = {"name": self.name, "dtype": self.dtype, "trainable": self.trainable}
-        if self.batch_input_shape is not None:
+        if getattr(self, "batch_input_shape", None) is not None:
             config["batch_input_shape"] = list(self.batch_input_shape)
+        if not type(self).__module__.startswith("rnnkit."):
+            config.update((k, v) for k, v in self._captured_arguments().items() if k not in config)
         return config
+
+    def _captured_arguments(self):
+        args, kwargs = self.__dict__.get("_init_call", ((), {}))
+        try:
+            bound = inspect.signature(type(self).__init__).bind(self, *args, **kwargs)
+        except TypeError:
+            return {}
+        captured = {}
+        for name, value in list(bound.arguments.items())[1:]:
+            kind = inspect.signature(type(self).__init__).parameters[name].kind
+            items = value.items() if kind is inspect.Parameter.VAR_KEYWORD else [(name, value)]
+            for key, item in items:
+                if kind is not inspect.Parameter.VAR_POSITIONAL and _is_json(item):
+                    captured[key] = list(item) if isinstance(item, tuple) else item
+        return captured
 
     @classmethod
     def from_config(cls, config):
@@ -340,6 +402,16 @@ class Layer:
             if name in state:
                 state[name] = [] if name == "grads" else None
         return state
+
+
+def _is_json(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    return False
 
 
 def _unexpected_keyword(cls, unexpected):

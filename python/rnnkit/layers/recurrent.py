@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import functional, initializers
 from .. import random as _random
-from .base import Layer, as_float_array, backward_possible, get_initializer, sequence_batch
+from .base import Layer, as_float_array, backward_possible, get_initializer, sequence_batch, shift_steps
 
 __all__ = ["Recurrent", "SimpleRNN", "LSTM", "GRU", "dropout_mask", "reverse_steps", "carried_steps"]
 
@@ -130,7 +130,9 @@ class Recurrent(Layer):
     _call_positional = ("initial_state", "mask", "training")
 
     def call(self, x, mask=None, training=False, initial_state=None):
-        x, lengths = sequence_batch(self, x, mask)
+        x, lengths, offsets = sequence_batch(self, x, mask, leading=True)
+        if offsets is not None:  # left padding: the kernels run on the batch moved to right padding
+            x = shift_steps(x, offsets)
         N, _, C = x.shape
         in_mask = dropout_mask((N, 1, C), self.dropout, self.dtype) if training and self.dropout else None
         rec_mask = dropout_mask((N, self.units), self.recurrent_dropout, self.dtype) \
@@ -148,19 +150,43 @@ class Recurrent(Layer):
         y_t, states, cache = out[0], list(out[1:-1]), out[-1]  # y_t: [T, N, H]
         if self.stateful:
             self.states = states
-        self._context = (cache, in_mask, lengths, y_t.shape) if keep else None
+        self._context = (cache, in_mask, lengths, offsets, y_t.shape) if keep else None
 
         if self.return_sequences:
             # [N, T, H], each step's output at its input step, zeros at padded steps (a view: the next
             # layer's transpose undoes it)
             output = y_t.transpose(1, 0, 2)
-            if self.go_backwards and not self._align_output:
-                output = output[:, ::-1]
-            elif lengths is not None and not self._zero_padding and not self.go_backwards:
-                output = output[np.arange(N)[:, None], carried_steps(lengths, output.shape[1])]
+            reverse = self.go_backwards and not self._align_output
+            carry = self._carried_lengths(lengths, offsets, output.shape[1])
+            if offsets is None and carry is None:
+                output = output[:, ::-1] if reverse else output
+            else:  # one gather, time-major: the steps shown, moved back to left padding, repeated past the end
+                T = output.shape[1]
+                index = np.broadcast_to(np.arange(T), (N, T))
+                if carry is not None:
+                    index = carried_steps(carry, T)
+                if offsets is not None:  # back to left padding (the whole sequence reversed: the other way)
+                    index = (index + (offsets[:, None] if reverse else -offsets[:, None])) % T
+                if reverse:
+                    index = T - 1 - index
+                output = y_t[index.T, np.arange(N)[None, :]].transpose(1, 0, 2)
         else:
             output = states[0]
         return [output, *states] if self.return_state else output
+
+    def _carried_lengths(self, lengths, offsets, T):
+        """lengths: [N] for ``carried_steps`` (each padded step after them repeats the last valid output), or None
+        for none: Keras 3 repeats the last output over trailing padding; leading padding shows zeros, and with
+        ``go_backwards`` (the whole sequence reversed) a left-padded sequence's reversed outputs come first, the
+        last of them repeated after them. Inside Bidirectional padded steps are zeros."""
+        if lengths is None or self._zero_padding or (self.go_backwards and self._align_output):
+            return None
+        backwards = self.go_backwards
+        if offsets is None:
+            carry = None if backwards else lengths
+        else:
+            carry = np.where(offsets > 0, lengths, T) if backwards else np.where(offsets > 0, T, lengths)
+        return None if carry is None or (carry >= T).all() else carry
 
     def _initial_states(self, initial_state, N):
         if initial_state is None:
@@ -185,23 +211,25 @@ class Recurrent(Layer):
         per returned array, None for zero). Returns dx: [N, T, C]; fills ``grads`` and ``state_grads``."""
         if self._context is None:
             raise RuntimeError(f"layer {self.name!r}: backward() needs a forward call first")
-        cache, in_mask, lengths, (T, N, H) = self._context
+        cache, in_mask, lengths, offsets, (T, N, H) = self._context
         douts = list(dout) if self.return_state else [dout]
         dy = None if douts[0] is None else np.asarray(douts[0], dtype=self.dtype)
         dstates = [None if d is None else np.asarray(d, dtype=self.dtype) for d in douts[1:]]
         dstates += [None] * (self.n_states - len(dstates))
-        if self.return_sequences:
-            if dy is None:
-                pass
-            elif self.go_backwards and not self._align_output:
-                dy = dy[:, ::-1]
-            elif lengths is not None and not self._zero_padding and not self.go_backwards:
+        if self.return_sequences and dy is not None:
+            carry = self._carried_lengths(lengths, offsets, T)
+            if carry is not None:
                 # a padded step's gradient reaches the last valid step it repeats
-                valid = np.arange(T) < lengths[:, None]
+                valid = np.arange(T) < carry[:, None]
                 carried = np.where(valid[:, :, None], 0, dy).sum(axis=1)  # [N, H]
                 dy = np.where(valid[:, :, None], dy, 0)
-                rows = np.flatnonzero(lengths > 0)
-                dy[rows, lengths[rows] - 1] += carried[rows]
+                rows = np.flatnonzero(carry > 0)
+                dy[rows, carry[rows] - 1] += carried[rows]
+            if offsets is not None:
+                dy = shift_steps(dy, offsets, back=self.go_backwards and not self._align_output)
+            if self.go_backwards and not self._align_output:
+                dy = dy[:, ::-1]
+        if self.return_sequences:
             dy_t = np.zeros((T, N, H), self.dtype) if dy is None else dy.transpose(1, 0, 2)
         else:
             dy_t = np.zeros((T, N, H), self.dtype)
@@ -211,6 +239,8 @@ class Recurrent(Layer):
         dx = out[0].transpose(1, 0, 2)
         if in_mask is not None:
             dx = dx * in_mask
+        if offsets is not None:
+            dx = shift_steps(dx, offsets, back=True)
         self.state_grads = list(out[1:1 + self.n_states])
         self.grads = list(out[1 + self.n_states:])[:len(self.weights)]
         return dx
