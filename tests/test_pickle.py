@@ -58,10 +58,84 @@ LAYERS = {
 }
 
 
+# layers the tape differentiates: class name -> (make the layer, make its input from rng)
+TAPE_LAYERS = {
+    "RNN": (lambda: layers.RNN([layers.LSTMCell(3), layers.GRUCell(2)], return_sequences=True), _sequences),
+    "SimpleRNNCell": (lambda: layers.SimpleRNNCell(3), lambda rng: [_sequences(rng, (3, 2)),
+                                                                    [_sequences(rng, (3, 3))]]),
+    "LSTMCell": (lambda: layers.LSTMCell(3), lambda rng: [_sequences(rng, (3, 2)),
+                                                          [_sequences(rng, (3, 3)), _sequences(rng, (3, 3))]]),
+    "GRUCell": (lambda: layers.GRUCell(3, reset_after=False), lambda rng: [_sequences(rng, (3, 2)),
+                                                                           [_sequences(rng, (3, 3))]]),
+    "StackedRNNCells": (lambda: layers.StackedRNNCells([layers.SimpleRNNCell(2), layers.GRUCell(3)]),
+                        lambda rng: [_sequences(rng, (3, 2)), [_sequences(rng, (3, 2)), _sequences(rng, (3, 3))]]),
+    "TimeDistributed": (lambda: layers.TimeDistributed(Dense(3, activation="tanh")), _sequences),
+    "Concatenate": (lambda: layers.Concatenate(axis=1), lambda rng: [[_sequences(rng), _sequences(rng)]]),
+    "Add": (lambda: layers.Add(), lambda rng: [[_sequences(rng), _sequences(rng)]]),
+    "Subtract": (lambda: layers.Subtract(), lambda rng: [[_sequences(rng), _sequences(rng)]]),
+    "Multiply": (lambda: layers.Multiply(), lambda rng: [[_sequences(rng), _sequences(rng)]]),
+    "Average": (lambda: layers.Average(), lambda rng: [[_sequences(rng), _sequences(rng)]]),
+    "Maximum": (lambda: layers.Maximum(), lambda rng: [[_sequences(rng), _sequences(rng)]]),
+    "Minimum": (lambda: layers.Minimum(), lambda rng: [[_sequences(rng), _sequences(rng)]]),
+    "Dot": (lambda: layers.Dot(axes=(2, 2)), lambda rng: [[_sequences(rng), _sequences(rng)]]),
+    "Flatten": (lambda: layers.Flatten(), _sequences),
+    "Reshape": (lambda: layers.Reshape((2, 5)), _sequences),
+    "Permute": (lambda: layers.Permute((2, 1)), _sequences),
+    "RepeatVector": (lambda: layers.RepeatVector(3), lambda rng: _sequences(rng, (3, 4))),
+    "Identity": (lambda: layers.Identity(), _sequences),
+    "Lambda": (lambda: layers.Lambda(rnnkit.ops.tanh), _sequences),
+    "OpLayer": (lambda: layers.OpLayer(rnnkit.ops.sum, (rnnkit.Input(shape=(5, 2)),), {"axis": 1}),
+                lambda rng: [[_sequences(rng)]]),
+}
+
+
 def test_every_exported_layer_class_has_a_pickle_case():
     exported = {name for name in layers.__all__
                 if isinstance(getattr(layers, name), type) and issubclass(getattr(layers, name), layers.Layer)}
-    assert exported - {"Layer", "Recurrent"} == set(LAYERS)
+    assert exported - {"Layer", "Recurrent"} == set(LAYERS) | set(TAPE_LAYERS)
+
+
+def _tape_call(layer, data):
+    """(outputs, gradients of sum(R * outputs) for every weight of the layer) of one recorded call."""
+    from rnnkit.engine.functional import flatten, pack_like
+    from rnnkit.engine.tape import Tensor, gradients, recording
+
+    args = data if isinstance(data, list) else [data]
+    with recording():
+        tensors = pack_like(args, [Tensor(a) for a in flatten(args)])
+        out = flatten(layer(*tensors))
+    values = [o.value for o in out]
+    R = [np.random.default_rng(7).standard_normal(v.shape).astype(v.dtype) for v in values]
+    found, _ = gradients(out, R)
+    return values, [found[id(w)][1] for w in layer.weights if id(w) in found]
+
+
+@pytest.mark.parametrize("name", sorted(TAPE_LAYERS))
+def test_tape_layer_round_trip_is_bit_identical(name, rng):
+    make, data = TAPE_LAYERS[name]
+    layer, x = make(), data(rng)
+    out_a, grads_a = _tape_call(layer, x)
+    copy = round_trip(layer)
+    assert type(copy) is type(layer) and copy.name == layer.name
+    assert_same_arrays(copy.weights, layer.weights)
+    out_b, grads_b = _tape_call(copy, x)
+    assert_same_arrays(out_b, out_a)
+    assert_same_arrays(grads_b, grads_a)
+    assert len(grads_a) == len(layer.trainable_weights)
+
+
+def test_functional_model_round_trip(rng):
+    inp = rnnkit.Input(shape=(None, 2))
+    h = layers.Bidirectional(LSTM(3, return_sequences=True))(inp)
+    model = rnnkit.Model(inp, Dense(1)(layers.RNN(layers.GRUCell(2))(h) + h[:, -1, :2]))
+    model.compile("adam", "mse")
+    x, y = _sequences(rng, (6, 5, 2)), _sequences(rng, (6, 1))
+    model.fit(x, y, epochs=1, verbose=0)
+    copy = round_trip(model)
+    assert_same_arrays([copy.predict(x)], [model.predict(x)])
+    model.fit(x, y, epochs=1, shuffle=False, verbose=0)
+    copy.fit(x, y, epochs=1, shuffle=False, verbose=0)
+    assert_same_arrays(copy.get_weights(), model.get_weights())
 
 
 def _forward_backward(layer, x, rng_seed, call):

@@ -250,7 +250,9 @@ _NAMES = {"zeros": Zeros, "ones": Ones, "constant": Constant, "random_normal": R
           "random_uniform": RandomUniform, "truncated_normal": TruncatedNormal, "variance_scaling": VarianceScaling,
           "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal, "he_uniform": HeUniform,
           "he_normal": HeNormal, "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
-          "orthogonal": Orthogonal, "uniform_pytorch": UniformPytorch}
+          "orthogonal": Orthogonal, "uniform_pytorch": UniformPytorch,
+          # Keras 3's aliases (its documented MinimalRNNCell uses initializer="uniform")
+          "uniform": RandomUniform, "normal": RandomNormal, "zero": Zeros, "one": Ones}
 
 
 def serialize(initializer: Initializer) -> dict:

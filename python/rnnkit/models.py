@@ -26,7 +26,7 @@ from . import callbacks as callbacks_module
 from . import layers as layers_module
 from . import losses, metrics as metrics_module, optimizers
 from .engine import functional as graph_module
-from .engine.calls import call_layer, training_mode
+from .engine.calls import call_layer, own_backward, training_mode
 from .engine.tape import Tensor, gradients, recording, value_of
 from .layers import Bidirectional, Embedding, Layer, Recurrent
 from .layers.base import as_float_array, backward_possible, no_backward
@@ -704,6 +704,7 @@ class Sequential(Model):
         super().__init__(name=name or "sequential")
         self._layers = []
         self.build_input_shape = None
+        self._input_shape = None  # from an rnnkit.Input given as the first entry
         for layer in layers or []:
             self.add(layer)
 
@@ -713,7 +714,13 @@ class Sequential(Model):
 
     # ---- structure ------------------------------------------------------------------------------------
     def add(self, layer):
-        """Appends ``layer``; builds it at once when the model's input shape is known."""
+        """Appends ``layer``; builds it at once when the model's input shape is known. ``rnnkit.Input(shape=...)``
+        as the first entry gives the input shape, as in Keras."""
+        if isinstance(layer, graph_module.KerasTensor) and isinstance(layer.node.layer, graph_module._get_input_layer()):
+            if self.layers or self.build_input_shape is not None or self._input_shape is not None:
+                raise ValueError("layer: an Input can only be the first entry of a Sequential model")
+            self._input_shape = layer.shape
+            return
         if not isinstance(layer, Layer):
             raise TypeError(f"layer: expected an rnnkit.layers.Layer, got {type(layer).__name__}")
         if any(layer.name == other.name for other in self.layers):
@@ -728,9 +735,10 @@ class Sequential(Model):
         if self.build_input_shape is not None:
             layer.ensure_built(self._output_shape())  # before appending: a layer that does not fit is not added
         self.layers.append(layer)
-        if len(self.layers) == 1 and layer.batch_input_shape is not None:
+        first_shape = layer.batch_input_shape if layer.batch_input_shape is not None else self._input_shape
+        if len(self.layers) == 1 and first_shape is not None:
             try:
-                self.build(layer.batch_input_shape)
+                self.build(first_shape)
             except Exception:
                 self.layers.pop()
                 raise
@@ -837,6 +845,8 @@ class Sequential(Model):
 
     # ---- the training loop's hooks ----------------------------------------------------------------------
     def _gradient_pairs(self):
+        if self._on_tape():
+            return Model._gradient_pairs(self)
         return [(g, w) for layer in self.layers if layer.trainable for g, w in zip(layer.grads, layer.weights)]
 
     def _predict_batch(self, x):
@@ -891,7 +901,12 @@ class Sequential(Model):
     # The model's own arithmetic runs with NumPy's floating-point warnings off: an overflow or an invalid value
     # (finite inputs too large for the dtype) becomes inf or NaN, which predict returns and fit detects and stops on.
     def _forward(self, x, training):
-        """x -> (y_pred, mask of y_pred or None)."""
+        """x -> (y_pred, mask of y_pred or None). Layers that differentiate themselves pass arrays from one to the
+        next (and ``_backward`` calls their ``backward`` in reverse); a stack holding any other layer (a user's,
+        ``RNN(cell)``, a merging or reshaping layer) runs on the tape instead."""
+        if self._on_tape():
+            values, masks = Model._forward(self, x, training)
+            return values[0], masks[0]
         mask = None
         with _float_warnings_off():
             for layer in self.layers:
@@ -900,7 +915,19 @@ class Sequential(Model):
                 mask = next_mask
         return x, mask
 
+    def call(self, inputs, training=None, mask=None):
+        """The layers in turn on eager tensors (the tape path)."""
+        x = inputs
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def _on_tape(self):
+        return not all(own_backward(type(layer)) for layer in self.layers)
+
     def _backward(self, dy):
+        if self._on_tape():
+            return Model._backward(self, [dy])
         with _float_warnings_off():
             for layer in reversed(self.layers):
                 dy = layer.backward(dy)
@@ -1056,7 +1083,7 @@ def _zeros_of_shapes(shapes):
 
 def _per_output(argument, spec, names):
     """``spec`` (one value for every output, a list in output order, or a dict by output name) as a list."""
-    if isinstance(spec, dict):
+    if isinstance(spec, dict) and set(spec) != {"class_name", "config"}:  # not one serialized loss
         unknown = [k for k in spec if k not in names]
         if unknown:
             raise ValueError(f"{argument}: no output named {unknown[0]!r}; the outputs are {names}")

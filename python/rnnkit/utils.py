@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["pad_sequences", "to_categorical"]
+__all__ = ["pad_sequences", "to_categorical", "set_random_seed"]
 
 
 def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre", value=0.0):
@@ -136,3 +136,11 @@ def to_categorical(x, num_classes=None):
     categorical = np.zeros((flat.shape[0], num_classes))
     categorical[np.arange(flat.shape[0]), flat] = 1
     return categorical.reshape(*shape, num_classes)
+
+
+def set_random_seed(seed):
+    """Keras' ``keras.utils.set_random_seed``: seeds rnnkit's generator (``rnnkit.set_seed``), from which weights,
+    dropout and shuffling draw."""
+    from .random import set_seed
+
+    set_seed(seed)

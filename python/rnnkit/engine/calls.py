@@ -190,7 +190,10 @@ def _user_call(layer, args, kwargs):
         if token is not None:
             _TRAINING.reset(token)
     if isinstance(out, Tensor):
-        out._keras_mask = layer.compute_mask(x, value_of(mask)) if layer.supports_masking else None
+        out_mask = layer.compute_mask(x, value_of(mask)) if layer.supports_masking else None
+        if any(out is t for t in (x if isinstance(x, (list, tuple)) else [x])):
+            out = Tensor(out.value, out.node, out.index)  # the input keeps its own mask
+        out._keras_mask = out_mask
     return out
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from .calls import input_shapes, own_backward
 from .tape import Tensor, not_recording
 
-__all__ = ["KerasTensor", "Input", "InputLayer", "Graph", "symbolic_call", "symbolic_op", "flatten", "pack_like"]
+__all__ = ["KerasTensor", "Input", "Graph", "symbolic_call", "symbolic_op", "flatten", "pack_like"]
 
 _names = itertools.count()
 
@@ -81,31 +81,10 @@ class GraphNode:
         layer.__dict__.setdefault("_inbound_nodes", []).append(self)
 
 
-def _input_layer_class():
-    from ..layers.base import Layer
-
-    class InputLayer(Layer):
-        """The layer behind ``rnnkit.Input``: it holds the input's batch shape and dtype."""
-
-        def __init__(self, batch_shape=None, dtype="float32", name=None, **kwargs):
-            float_dtype = dtype if np.dtype(dtype).kind == "f" else "float32"
-            super().__init__(name=name, dtype=float_dtype, **kwargs)
-            self.batch_shape = tuple(None if d is None else int(d) for d in batch_shape)
-            self.input_dtype = str(np.dtype(dtype))
-            self.built = True
-            self.output = KerasTensor(self.batch_shape, self.input_dtype, name=self.name)
-            GraphNode(self, (), {}, [self.output], False)
-
-        def get_config(self):
-            return {"name": self.name, "batch_shape": list(self.batch_shape), "dtype": self.input_dtype}
-
-        def compute_output_shape(self, input_shape):
-            return self.batch_shape
+def _get_input_layer():
+    from ..layers.core import InputLayer
 
     return InputLayer
-
-
-InputLayer = None  # set below, once the layer base class can be imported
 
 
 def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None, tensor=None,
@@ -131,13 +110,6 @@ def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None
     return layer.output
 
 
-def _get_input_layer():
-    global InputLayer
-    if InputLayer is None:
-        InputLayer = _input_layer_class()
-    return InputLayer
-
-
 # ---- calling layers on symbolic tensors ------------------------------------------------------------------
 def symbolic_call(layer, args, kwargs):
     """The node of ``layer`` called on symbolic tensors; returns its symbolic outputs."""
@@ -151,6 +123,15 @@ def symbolic_call(layer, args, kwargs):
         dtypes = [layer.dtype] * len(out_shapes)
     elif hasattr(layer, "symbolic_outputs"):  # a functional model used as a layer
         out_shapes, dtypes, returns_list = layer.symbolic_outputs(shapes)
+    elif _defines_output_shape(type(layer)):
+        if all(d is not None for t in flatten((args, kwargs)) if isinstance(t, KerasTensor) for d in t.shape[1:]):
+            _trial_outputs(layer, args, kwargs, fills=(2,))  # the call's own checks, with its own messages
+        elif not layer.built:
+            layer.build_from_shape(shapes)
+        out_shapes = layer.compute_output_shape(shapes)
+        returns_list = isinstance(out_shapes, list) and all(isinstance(o, (list, tuple)) for o in out_shapes)
+        out_shapes = out_shapes if returns_list else [out_shapes]
+        dtypes = [layer.dtype] * len(out_shapes)
     else:
         out_shapes, dtypes, returns_list = _trial_outputs(layer, args, kwargs)
     outputs = [KerasTensor(s, d, name=f"{layer.name}/output_{i}" if len(out_shapes) > 1 else None)
@@ -159,13 +140,19 @@ def symbolic_call(layer, args, kwargs):
     return outputs if returns_list else outputs[0]
 
 
-def _trial_outputs(layer, args, kwargs):
+def _defines_output_shape(cls):
+    from ..layers.base import Layer
+
+    return cls.compute_output_shape is not Layer.compute_output_shape and not hasattr(cls, "symbolic_outputs")
+
+
+def _trial_outputs(layer, args, kwargs, fills=(2, 3)):
     """(output shapes, dtypes, returns a list) of a user's layer, from calls on zero arrays: an unknown input axis
     is given size 2, then 3, and an output axis whose size differs between the two calls is unknown."""
     from ..layers.base import no_backward
 
     results = []
-    for fill in (2, 3):
+    for fill in fills:
         def concrete(t, fill=fill):
             if isinstance(t, KerasTensor):
                 return np.zeros(tuple(fill if d is None else d for d in t.shape), t.dtype)
@@ -180,7 +167,7 @@ def _trial_outputs(layer, args, kwargs):
         results.append(out)
     returns_list = isinstance(results[0], (list, tuple))
     first = list(results[0]) if returns_list else [results[0]]
-    second = list(results[1]) if returns_list else [results[1]]
+    second = list(results[-1]) if returns_list else [results[-1]]
     shapes = [tuple(a if a == b else None for a, b in zip(np.shape(_value(o1)), np.shape(_value(o2))))
               for o1, o2 in zip(first, second)]
     dtypes = [str(np.asarray(_value(o)).dtype) for o in first]

@@ -1,14 +1,20 @@
-"""Dense, Embedding, Masking, Dropout and Activation, in NumPy (batch-major, any number of leading axes)."""
+"""Dense, Embedding, Masking, Dropout and Activation, in NumPy (batch-major, any number of leading axes); Lambda,
+Identity and OpLayer, which compute with ``rnnkit.ops`` and are differentiated by the tape."""
 
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 
 from .. import initializers
-from .base import Layer, as_float_array, get_initializer
+from ..engine.functional import flatten, pack_like
+from ..engine.tape import value_of
+from .base import Layer, _default_name, as_float_array, get_initializer
 from .recurrent import _rate, dropout_mask
 
-__all__ = ["Dense", "Embedding", "Masking", "Dropout", "Activation", "ACTIVATIONS"]
+__all__ = ["InputLayer", "Dense", "Embedding", "Masking", "Dropout", "Activation", "Lambda", "Identity", "OpLayer", "ACTIVATIONS",
+           "cast_inputs"]
 
 
 def _sigmoid(z):
@@ -222,3 +228,295 @@ class Embedding(Layer):
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
                 "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
                 "mask_zero": self.mask_zero}
+
+
+# ---- layers the tape differentiates ------------------------------------------------------------------------
+def cast_inputs(layer, x):
+    """x (one input, or a nested list / tuple / dict of them) with every floating input cast to the layer's dtype,
+    differentiably (Keras' autocast: integer and boolean inputs are left as they are)."""
+    from .. import ops
+
+    def cast(leaf):
+        value = value_of(leaf)
+        dtype = np.dtype(value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype)
+        if dtype.kind != "f" or str(dtype) == layer.dtype:
+            return leaf
+        out = ops.cast(leaf, layer.dtype)
+        mask = getattr(leaf, "_keras_mask", None)
+        if mask is not None:
+            out._keras_mask = mask  # a cast keeps the steps that hold data
+        return out
+    if isinstance(x, (list, tuple, dict)):
+        return pack_like(x, [cast(leaf) for leaf in flatten(x)])
+    return cast(x)
+
+
+class Lambda(Layer):
+    """Lambda(function, output_shape=None, mask=None, arguments=None): a layer that calls
+    ``function(inputs, **arguments)`` (also ``mask=`` and ``training=`` when the function takes them).
+
+    ``function`` computes with ``rnnkit.ops`` and the tensor operators, so the tape differentiates it: it gets
+    arrays at inference and rnnkit tensors in training. ``output_shape`` (without the batch axis, or a function of
+    the input shape) is what ``compute_output_shape`` reports; in a functional model the output shape comes from
+    calling the function. ``mask``: None (the output has no mask), a function ``mask(inputs, input_mask)``, or a
+    fixed mask. Floating inputs are cast to the layer's dtype first. Without ``output_shape``, ``compute_output_shape``
+    calls the function on zeros.
+
+    A Lambda layer is never rebuilt from a configuration: that would mean running code read from data. Its
+    ``get_config`` names the function (module and name); make the layer again in code, or write a Layer subclass
+    with a ``get_config`` of its own.
+    """
+
+    checks_features = False
+
+    def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
+        super().__init__(**kwargs)
+        if not callable(function):
+            raise TypeError(f"function: expected a callable, got {type(function).__name__}")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise TypeError(f"arguments: expected a dict of keyword arguments for the function, got "
+                            f"{type(arguments).__name__}")
+        if output_shape is not None and not callable(output_shape):
+            shape = output_shape if isinstance(output_shape, (list, tuple)) else None
+            if shape is None or any(d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer))
+                                                       or d < 0) for d in shape):
+                raise ValueError(f"output_shape: expected a shape without the batch axis (non-negative integers or "
+                                 f"None), or a function of the input shape, got {output_shape!r}")
+            output_shape = tuple(None if d is None else int(d) for d in shape)
+        self.function, self.arguments = function, dict(arguments or {})
+        self.mask = mask
+        self.supports_masking = mask is not None
+        self._output_shape = output_shape
+        try:
+            params = inspect.signature(function).parameters
+        except (TypeError, ValueError):  # a builtin without a signature
+            params = {}
+        self._fn_expects_mask, self._fn_expects_training = "mask" in params, "training" in params
+
+    def call(self, inputs, mask=None, training=None):
+        kwargs = dict(self.arguments)
+        if self._fn_expects_mask:
+            kwargs["mask"] = mask
+        if self._fn_expects_training:
+            kwargs["training"] = training
+        return self.function(cast_inputs(self, inputs), **kwargs)
+
+    def compute_mask(self, inputs, mask=None):
+        out = self.mask(inputs, mask) if callable(self.mask) else self.mask
+        return None if out is None else np.asarray(value_of(out), dtype=bool)
+
+    def compute_output_shape(self, input_shape):
+        if self._output_shape is None:  # from calls on zeros, as for a functional model (None: any size)
+            from ..engine.functional import KerasTensor, _trial_outputs
+
+            def spec(shape):
+                if all(d is None or isinstance(d, (int, np.integer)) for d in shape):
+                    return KerasTensor(shape, self.dtype)
+                return [spec(s) for s in shape]
+            shapes, _, returns_list = _trial_outputs(self, (spec(input_shape),), {})
+            return shapes if returns_list else shapes[0]
+        if callable(self._output_shape):
+            return self._output_shape(input_shape)
+        first = flatten(input_shape)[0] if input_shape else None
+        return (first, *self._output_shape)
+
+    def get_config(self):
+        config = {**super().get_config(), "function": _function_config(self.function)}
+        if self._output_shape is not None:
+            config["output_shape"] = (_function_config(self._output_shape) if callable(self._output_shape)
+                                      else list(self._output_shape))
+        if self.mask is not None:
+            config["mask"] = (_function_config(self.mask) if callable(self.mask)
+                              else _encode(np.asarray(value_of(self.mask)), "mask", self))
+        config["arguments"] = _encode(self.arguments, "arguments", self)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        raise ValueError("Lambda: a Lambda layer is not rebuilt from a configuration (its function is Python code, "
+                         "which rnnkit never loads from data); make the layer again in code, or write a Layer "
+                         "subclass with get_config")
+
+
+def _function_config(fn):
+    """A function described (not stored): Keras' keys, its module and name (``__lambda__`` for a lambda)."""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    lambda_ = getattr(fn, "__name__", None) == "<lambda>"
+    return {"module": getattr(fn, "__module__", None), "class_name": "__lambda__" if lambda_ else "function",
+            "config": name, "registered_name": None if lambda_ else name}
+
+
+class Identity(Layer):
+    """Returns its inputs as they are (any structure; their masks pass through; floating inputs cast to the layer's
+    dtype, as Keras does). A placeholder layer."""
+
+    supports_masking = True
+    checks_features = False
+
+    def call(self, inputs, mask=None):
+        return cast_inputs(self, inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+class _Slot:
+    """Where a symbolic tensor stood among an OpLayer's arguments: its value goes here at each call."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(shape), str(dtype)
+
+
+class OpLayer(Layer):
+    """OpLayer(op, args, kwargs): the node of a functional model where an ``rnnkit.ops`` function (or a tensor
+    operator: ``x[:, -1]``, ``a + b``) was applied to symbolic tensors (``engine.functional.symbolic_op`` makes
+    it). ``call(tensors)`` gets the current values of those symbolic tensors (a flat list, in the order they appear
+    in args and kwargs) and returns ``op(*args, **kwargs)`` with each put back in its place. Named after the op.
+
+    ``get_config`` stores the op's name (a public name of ``rnnkit.ops``) and the other arguments, each symbolic
+    tensor replaced by a placeholder ``{"class_name": "__keras_tensor__", "config": {"shape", "dtype"}}``; slices,
+    tuples, Ellipsis, NumPy arrays and dtypes are written as Keras writes them. TypeError for an argument no
+    configuration can hold (a weight, an eager tensor, an object).
+    """
+
+    checks_features = False
+
+    def __init__(self, op, args=(), kwargs=None, **layer_kwargs):
+        if not callable(op):
+            raise TypeError(f"op: expected an rnnkit.ops function, got {type(op).__name__}")
+        kwargs = dict(kwargs or {})
+        leaves = flatten((list(args), kwargs))
+        slots = [_Slot(t.shape, t.dtype) if getattr(t, "_symbolic", False) else t for t in leaves]
+        self.op, self._template = op, pack_like((list(args), kwargs), slots)
+        op_name = getattr(op, "__name__", "op")
+        if layer_kwargs.get("name") is None:
+            layer_kwargs["name"] = _default_name(op_name)
+        if layer_kwargs.get("dtype") is None:
+            floats = [s.dtype for s in slots if isinstance(s, _Slot) and s.dtype in ("float32", "float64")]
+            layer_kwargs["dtype"] = floats[0] if floats else "float32"
+        super().__init__(**layer_kwargs)
+        self._n_slots = sum(isinstance(s, _Slot) for s in slots)
+
+    def call(self, tensors):
+        tensors = list(tensors) if isinstance(tensors, (list, tuple)) else [tensors]
+        if len(tensors) != self._n_slots:
+            raise ValueError(f"tensors: layer {self.name!r} takes the values of its {self._n_slots} symbolic "
+                             f"arguments, got {len(tensors)}")
+        values = iter(tensors)
+        args, kwargs = pack_like(self._template, [next(values) if isinstance(leaf, _Slot) else leaf
+                                                  for leaf in flatten(self._template)])
+        return self.op(*args, **kwargs)
+
+    def get_config(self):
+        from .. import ops
+
+        name = getattr(self.op, "__name__", None)
+        if name not in ops.__all__ or getattr(ops, name) is not self.op:
+            raise ValueError(f"layer {self.name!r}: its op {self.op!r} is not a public rnnkit.ops function, so a "
+                             "configuration cannot name it")
+        args, kwargs = self._template
+        return {**super().get_config(), "function": name,
+                "args": [_encode(a, f"argument {i} of rnnkit.ops.{name}", self) for i, a in enumerate(args)],
+                "kwargs": {k: _encode(v, f"argument {k!r} of rnnkit.ops.{name}", self) for k, v in kwargs.items()}}
+
+    @classmethod
+    def from_config(cls, config):
+        from .. import ops
+
+        config = dict(config)
+        name = config.pop("function", None)
+        if not isinstance(name, str) or name not in ops.__all__:
+            raise ValueError(f"function: expected the name of an rnnkit.ops function, got {name!r:.100}")
+        args, kwargs = config.pop("args", []), config.pop("kwargs", {})
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise ValueError("args, kwargs: expected a list and a dict of the op's arguments")
+        return cls(getattr(ops, name), [_decode(a) for a in args], {k: _decode(v) for k, v in kwargs.items()},
+                   **config)
+
+
+def _encode(value, what, layer):
+    """value as JSON data, with Keras' forms for slices, tuples, Ellipsis and arrays; TypeError otherwise."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
+        return value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, _Slot):
+        return {"class_name": "__keras_tensor__", "config": {"shape": list(value.shape), "dtype": value.dtype}}
+    if isinstance(value, list):
+        return [_encode(v, what, layer) for v in value]
+    if isinstance(value, tuple):
+        return {"class_name": "__tuple__", "config": {"value": [_encode(v, what, layer) for v in value]}}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _encode(v, what, layer) for k, v in value.items()} if "class_name" not in value else \
+            {"class_name": "__dict__", "config": {k: _encode(v, what, layer) for k, v in value.items()}}
+    if isinstance(value, slice):
+        return {"class_name": "__slice__", "config": {"start": _encode(value.start, what, layer),
+                                                      "stop": _encode(value.stop, what, layer),
+                                                      "step": _encode(value.step, what, layer)}}
+    if value is Ellipsis:
+        return {"class_name": "__ellipsis__", "config": {}}
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        return {"class_name": "__numpy__", "config": {"value": value.tolist(), "dtype": str(value.dtype)}}
+    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
+        return str(np.dtype(value))
+    raise TypeError(f"layer {layer.name!r}: {what} is a {type(value).__name__}, which a layer configuration cannot "
+                    "hold (JSON data, slices, tuples, NumPy arrays and dtypes only)")
+
+
+_DECODERS = {
+    "__keras_tensor__": lambda c: _Slot(c["shape"], c["dtype"]),
+    "__tuple__": lambda c: tuple(_decode(v) for v in c["value"]),
+    "__dict__": lambda c: {k: _decode(v) for k, v in c.items()},
+    "__slice__": lambda c: slice(_decode(c["start"]), _decode(c["stop"]), _decode(c["step"])),
+    "__ellipsis__": lambda c: Ellipsis,
+    "__numpy__": lambda c: np.array(c["value"], dtype=_plain_dtype(c["dtype"])),
+}
+
+
+def _plain_dtype(name):
+    try:
+        dtype = np.dtype(name) if isinstance(name, str) else None
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in "biuf":
+        raise ValueError(f"args: expected a numeric dtype for an array argument, got {name!r:.100}")
+    return dtype
+
+
+def _decode(value):
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, dict):
+        decoder = _DECODERS.get(value.get("class_name")) if isinstance(value.get("class_name"), str) else None
+        if decoder is not None:
+            try:
+                return decoder(value["config"])
+            except (KeyError, TypeError, AttributeError) as e:
+                raise ValueError(f"args: a malformed {value['class_name']} entry ({e})") from None
+        if "class_name" in value:
+            raise ValueError(f"args: unknown entry class {value['class_name']!r:.100}")
+        return {k: _decode(v) for k, v in value.items()}
+    return value
+
+
+class InputLayer(Layer):
+    """The layer behind ``rnnkit.Input``: it holds the input's batch shape and dtype, and its symbolic tensor."""
+
+    def __init__(self, batch_shape=None, dtype="float32", name=None, **kwargs):
+        from ..engine.functional import GraphNode, KerasTensor
+
+        float_dtype = dtype if np.dtype(dtype).kind == "f" else "float32"
+        super().__init__(name=name, dtype=float_dtype, **kwargs)
+        self.batch_shape = tuple(None if d is None else int(d) for d in batch_shape)
+        self.input_dtype = str(np.dtype(dtype))
+        self.built = True
+        self.output = KerasTensor(self.batch_shape, self.input_dtype, name=self.name)
+        GraphNode(self, (), {}, [self.output], False)
+
+    def get_config(self):
+        return {"name": self.name, "batch_shape": list(self.batch_shape), "dtype": self.input_dtype}
+
+    def compute_output_shape(self, input_shape):
+        return self.batch_shape

@@ -122,6 +122,14 @@ class StackedRNNCells(Layer):
         last = self.cells[-1]
         return getattr(last, "output_size", None) or _sizes(last.state_size)[0]
 
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for cell in self.cells:
+            if not cell.built:
+                cell.build_from_shape(shape)
+            shape = (shape[0], getattr(cell, "output_size", None) or _sizes(cell.state_size)[0])
+        self.built = True
+
     def get_initial_state(self, batch_size=None):
         return [s for cell in self.cells for s in _initial_states(cell, batch_size, self.dtype)]
 
@@ -152,7 +160,8 @@ class RNN(Layer):
     zero_output_for_mask=False): a cell (or a list of cells, stacked) over sequences ``x: [N, T, C]``.
 
     Output ``[N, T, units]`` with ``return_sequences``, else ``[N, units]``; with ``return_state`` a list
-    ``[output, *states]`` (every cell's states, in order). ``initial_state``: a list of ``[N, size]`` arrays.
+    ``[output, *states]`` (every cell's states, in order). ``initial_state``: a list of ``[N, size]`` arrays, flat or
+    nested per cell (Keras' structure for stacked cells).
     ``unroll`` is accepted for Keras programs and changes nothing.
     """
 
@@ -199,7 +208,23 @@ class RNN(Layer):
         elif not self.cell.built:
             self.cell.build_from_shape((input_shape[0], input_shape[-1]))
             self.cell.built = True
+        # the cells' weights are the layer's (as in Keras): count_params, get_weights, Sequential's optimizer
+        cells = self.cell.cells if isinstance(self.cell, StackedRNNCells) else [self.cell]
+        if cells[0].built:
+            pairs = [(name if len(cells) == 1 else f"{cell.name}/{name}", w, i < cell._n_trainable)
+                     for cell in cells for i, (name, w) in enumerate(zip(cell.weight_names, cell.weights))]
+            pairs.sort(key=lambda p: not p[2])
+            self.weights = [w for _, w, _ in pairs]
+            self.weight_names = [n for n, _, _ in pairs]
+            self._n_trainable = sum(t for _, _, t in pairs)
         self.built = True
+
+    def compute_output_shape(self, input_shape):
+        N, T = input_shape[0], input_shape[1]
+        sizes = _sizes(self.cell.state_size)
+        units = getattr(self.cell, "output_size", None) or sizes[0]
+        output = (N, T, units) if self.return_sequences else (N, units)
+        return [output, *((N, s) for s in sizes)] if self.return_state else output
 
     def get_initial_state(self, batch_size):
         return _initial_states(self.cell, batch_size, self.dtype)
@@ -210,8 +235,8 @@ class RNN(Layer):
         self.states = None if states is None else list(states)
 
     def call(self, sequences, initial_state=None, mask=None, training=None):
-        if initial_state is not None and not isinstance(initial_state, (list, tuple)):
-            initial_state = [initial_state]
+        if initial_state is not None:  # flat, or nested per cell as Keras' stacked cells take them
+            initial_state = flatten(initial_state)
         if self._sequence_layers is not None:
             return self._run_kernels(sequences, initial_state, mask, training)
         return self._run_steps(sequences, initial_state, mask, training)

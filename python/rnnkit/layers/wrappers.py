@@ -1,13 +1,18 @@
-"""Bidirectional: a recurrent layer run forward and, with its own weights, backward over each sequence."""
+"""Bidirectional: a recurrent layer run forward and, with its own weights, backward over each sequence;
+TimeDistributed: a layer applied to every step of a sequence."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import ops
+from ..engine.calls import accepts, own_backward
+from ..engine.functional import flatten, pack_like
+from ..engine.tape import value_of
 from .base import Layer
 from .recurrent import Recurrent
 
-__all__ = ["Bidirectional"]
+__all__ = ["Bidirectional", "TimeDistributed"]
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -131,6 +136,79 @@ class Bidirectional(Layer):
         layer = self.forward_layer
         inner = {"class_name": type(layer).__name__, "config": {**layer.get_config(), "name": self._inner_name}}
         return {**super().get_config(), "layer": inner, "merge_mode": self.merge_mode}
+
+    @classmethod
+    def from_config(cls, config):
+        from . import deserialize
+
+        config = dict(config)
+        return cls(deserialize(config.pop("layer")), **config)
+
+
+class TimeDistributed(Layer):
+    """TimeDistributed(layer): ``layer`` applied to every step of a sequence, with the same weights at each:
+    x: [N, T, ...] -> [N*T, ...] (``ops.reshape``) -> layer -> [N*T, ...] -> [N, T, ...]. TimeDistributed(Dense(H))
+    turns x: [N, T, C] into [N, T, H].
+
+    ``layer`` is built for one step's shape ``(None, *x.shape[2:])``; any layer works: a built-in one (it
+    differentiates itself) or one the tape differentiates. The mask ([N, T]) passes through to the output, as in
+    Keras; the inner layer gets a mask only when it has more axes than [N, T] (reshaped to [N*T, ...]).
+    Weights: the inner layer's (the same arrays). The dtype is the inner layer's unless given.
+    """
+
+    supports_masking = True
+    checks_features = False
+
+    def __init__(self, layer, **kwargs):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layer: TimeDistributed wraps an rnnkit layer, got {type(layer).__name__}")
+        super().__init__(**{"dtype": layer.dtype, **kwargs})
+        self.layer = layer
+
+    def _step_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 3:
+            raise ValueError(f"x: TimeDistributed layer {self.name!r} expects inputs [N, T, ...] with at least 3 "
+                             f"axes, got shape {input_shape}")
+        return (None, *input_shape[2:])
+
+    def build(self, input_shape):
+        inner, shape = self.layer, self._step_shape(input_shape)
+        if own_backward(type(inner)):
+            inner.ensure_built(shape)
+        elif not inner.built:
+            inner.build_from_shape(shape)
+        # the same arrays: set_weights and optimizers update the inner layer
+        self.weights, self.weight_names, self._n_trainable = inner.weights, inner.weight_names, inner._n_trainable
+        self.built = True
+
+    def call(self, inputs, training=None, mask=None):
+        shape = ops.shape(inputs)
+        self._step_shape(shape)
+        N, T = shape[:2]
+        kwargs = {}
+        if training is not None and accepts(type(self.layer), "training"):
+            kwargs["training"] = training
+        if mask is not None and np.ndim(mask) > 2 and accepts(type(self.layer), "mask"):
+            mask = np.asarray(value_of(mask), dtype=bool)
+            kwargs["mask"] = mask.reshape(N * T, *mask.shape[2:])
+        out = self.layer(ops.reshape(inputs, (N * T, *shape[2:])), **kwargs)
+        return pack_like(out, [ops.reshape(y, (N, T, *ops.shape(y)[1:])) for y in flatten(out)])
+
+    def compute_output_shape(self, input_shape):
+        from ..engine.functional import KerasTensor, _defines_output_shape, _trial_outputs
+
+        shape, inner = (input_shape[0], *self._step_shape(input_shape)[1:]), self.layer
+        if own_backward(type(inner)) or _defines_output_shape(type(inner)):
+            step = inner.compute_output_shape(shape)
+        else:  # a user's layer: from calls on zeros
+            step = _trial_outputs(inner, (KerasTensor(shape, self.dtype),), {})[0][0]
+        return (step[0], input_shape[1], *step[1:])
+
+    def get_config(self):
+        from . import serialize
+
+        return {**super().get_config(), "layer": serialize(self.layer)}
 
     @classmethod
     def from_config(cls, config):
