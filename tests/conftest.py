@@ -1,4 +1,6 @@
 import contextlib
+import importlib.util
+import os
 
 import numpy as np
 import pytest
@@ -104,3 +106,56 @@ def join_safetensors(header, data, order=None, pad=True):
     if pad:
         head += b" " * (-len(head) % 8)
     return len(head).to_bytes(8, "little") + head + data
+
+
+def import_keras():
+    """Keras 3 on its NumPy backend, for the parity tests: a skip without it, unless RNNKIT_REQUIRE_KERAS=1 (CI),
+    which makes a missing or unusable Keras an error. KERAS_BACKEND is read once, when keras is first imported."""
+    os.environ["KERAS_BACKEND"] = "numpy"
+    required = os.environ.get("RNNKIT_REQUIRE_KERAS") == "1"
+    if required:
+        import keras  # fail loudly: the parity tests must run
+    else:
+        # ImportError too, not only a missing keras: its NumPy backend fails to import without jax
+        keras = pytest.importorskip("keras", reason="Keras 3 with its NumPy backend (pip install keras jax)",
+                                    exc_type=ImportError)
+    if keras.backend.backend() != "numpy":  # keras was imported earlier in this process with another backend
+        if required:
+            raise RuntimeError(f"keras runs the {keras.backend.backend()!r} backend; these tests need 'numpy' "
+                               "(set KERAS_BACKEND=numpy before keras is imported)")
+        pytest.skip(f"keras runs the {keras.backend.backend()!r} backend, not 'numpy'", allow_module_level=True)
+    if not keras.__version__.startswith("3."):
+        raise RuntimeError(f"these tests compare with Keras 3, got keras {keras.__version__}")
+    return keras
+
+
+def check_model_gradients(model, x, rng, entries=5):
+    """The tape's gradient of sum(R * outputs) for every trainable weight of ``model`` equals central differences
+    (float64: a model of float64 layers); returns the tape's gradients."""
+    from rnnkit.engine.functional import flatten
+
+    values, _ = model._forward(model._check_x(x), training=True)
+    R = [rng.standard_normal(v.shape) for v in values]
+    model._backward(R)
+    analytic = [g for g, _ in model._gradient_pairs()]
+    weights = model.trainable_weights
+    assert weights and len(analytic) == len(weights)
+
+    def loss():
+        return sum(float((r * o).sum()) for r, o in zip(R, flatten(model.predict(x))))
+
+    for a, n in zip(analytic, central_differences(loss, weights, entries=entries)):
+        probe = ~np.isnan(n)
+        np.testing.assert_allclose(a[probe], n[probe], rtol=1e-6, atol=1e-8)
+    return analytic
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+def load_example(name):
+    """The module examples/<name>.py."""
+    spec = importlib.util.spec_from_file_location(f"examples_{name}", os.path.join(EXAMPLES, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,20 +1,11 @@
 """The examples in examples/, on a tiny budget: their functions run and return what they promise."""
 
-import importlib.util
 import math
-import os
 
 import numpy as np
 import pytest
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
-
-
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(f"examples_{name}", os.path.join(EXAMPLES, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_example
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +58,33 @@ def test_adding_main_prints_the_table(adding, capsys):
     out = capsys.readouterr().out
     assert "test MSE per epoch" in out
     assert f"{curves['LSTM'][0]:12.4f}{curves['SimpleRNN'][0]:12.4f}" in out
+
+
+# ---- the model-API examples (Keras programs with rnnkit imports) ------------------------------------------
+
+def test_encoder_decoder_reverses_on_a_tiny_budget():
+    example = load_example("encoder_decoder")
+    enc, dec, target = example.make_data(np.random.default_rng(0), 4, length=3)
+    assert enc.shape == dec.shape == target.shape == (4, 3, example.TOKENS)
+    np.testing.assert_array_equal(target.argmax(-1), enc.argmax(-1)[:, ::-1])
+    np.testing.assert_array_equal(dec.argmax(-1)[:, 1:], target.argmax(-1)[:, :-1])
+    result = example.run(samples=200, epochs=1, latent_dim=8, length=3)
+    assert 0 <= result["string_accuracy"] <= result["digit_accuracy"] <= 1 and len(result["examples"]) == 5
+
+
+def test_seq2seq_addition_data_and_a_tiny_run():
+    example = load_example("seq2seq_addition")
+    x, y, questions, answers = example.make_data(np.random.default_rng(0), 50, 2)
+    assert x.shape == (50, 5, 12) and y.shape == (50, 3, 12)
+    for q, a in zip(questions, answers):
+        left, right = q[::-1].strip().split("+")
+        assert int(a) == int(left) + int(right)
+    result = example.run(samples=300, epochs=1, digits=2, hidden=16)
+    assert 0 <= result["exact"] <= result["character_accuracy"] <= 1
+
+
+def test_custom_cell_deep_rnn_on_a_tiny_budget():
+    example = load_example("custom_cell_deep_rnn")
+    results = example.run(samples=64, epochs=1, units=(4, 4))
+    assert set(results) == {"persistence baseline", "ReluRNN (Python loop, tape)", "SimpleRNN(relu) (C++ kernels)"}
+    assert all(math.isfinite(mse) for mse, _ in results.values())

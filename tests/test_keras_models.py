@@ -23,17 +23,11 @@ Keras is an optional peer, as in test_keras_parity.py: the module skips without 
 ``RNNKIT_REQUIRE_KERAS=1``.
 """
 
-import os
-
 import pytest
 
-os.environ["KERAS_BACKEND"] = "numpy"  # read once, when keras is first imported
-if os.environ.get("RNNKIT_REQUIRE_KERAS") == "1":
-    import keras  # fail loudly: the parity tests must run
-else:
-    # ImportError too, not only a missing keras: its NumPy backend fails to import without jax
-    keras = pytest.importorskip("keras", reason="Keras 3 with its NumPy backend (pip install keras jax)",
-                                exc_type=ImportError)
+from conftest import import_keras  # noqa: E402
+
+keras = import_keras()
 
 import numpy as np  # noqa: E402
 from numpy.testing import assert_array_equal  # noqa: E402

@@ -12,17 +12,11 @@ Keras is an optional peer: the module skips when it cannot be imported, unless `
 it needs ``pip install keras jax``.
 """
 
-import os
-
 import pytest
 
-os.environ["KERAS_BACKEND"] = "numpy"  # read once, when keras is first imported
-if os.environ.get("RNNKIT_REQUIRE_KERAS") == "1":
-    import keras  # fail loudly: the parity tests must run
-else:
-    # ImportError too, not only a missing keras: its NumPy backend fails to import without jax
-    keras = pytest.importorskip("keras", reason="Keras 3 with its NumPy backend (pip install keras jax)",
-                                exc_type=ImportError)
+from conftest import import_keras
+
+keras = import_keras()
 
 import numpy as np  # noqa: E402
 from numpy.testing import assert_allclose, assert_array_equal  # noqa: E402
@@ -31,14 +25,6 @@ import rnnkit  # noqa: E402
 from rnnkit import convert  # noqa: E402
 from rnnkit import layers as rl  # noqa: E402
 from rnnkit.utils import pad_sequences, to_categorical  # noqa: E402
-
-if keras.backend.backend() != "numpy":  # keras was imported earlier in this process with another backend
-    if os.environ.get("RNNKIT_REQUIRE_KERAS") == "1":
-        raise RuntimeError(f"keras runs the {keras.backend.backend()!r} backend; these tests need 'numpy' "
-                           "(set KERAS_BACKEND=numpy before keras is imported)")
-    pytest.skip(f"keras runs the {keras.backend.backend()!r} backend, not 'numpy'", allow_module_level=True)
-if not keras.__version__.startswith("3."):
-    raise RuntimeError(f"these tests compare with Keras 3, got keras {keras.__version__}")
 
 N, T, C, H, V = 5, 7, 4, 6, 11  # batch, steps, features, units, vocabulary (id 0 is padding)
 LENGTHS = np.array([7, 4, 1, 6, 0])  # right padding; 0: a sequence of padding only

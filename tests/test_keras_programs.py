@@ -13,8 +13,10 @@ baseline does not (each test says what).
 import numpy as np
 
 import rnnkit as keras
-from rnnkit import layers, ops
+from rnnkit import layers
 from rnnkit.utils import pad_sequences
+
+from conftest import load_example
 
 
 def test_functional_input_lstm_dense():
@@ -194,13 +196,7 @@ def test_stateful_step_by_step_prediction():
 
 def test_encoder_decoder_with_encoder_states_as_initial_state():
     keras.utils.set_random_seed(0)
-    import importlib.util
-    import os
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "encoder_decoder.py")
-    spec = importlib.util.spec_from_file_location("encoder_decoder", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_example("encoder_decoder")  # the program is examples/encoder_decoder.py
     result = example.run(samples=1500, epochs=6, latent_dim=32, length=4)
     assert result["digit_accuracy"] > 0.3  # chance: 0.1
 
@@ -244,41 +240,6 @@ def test_subclassed_model_whose_call_returns_outputs_and_states():
 
 
 def test_deep_rnn_of_a_user_written_recurrent_layer():
-    keras.utils.set_random_seed(0)
-    class MyRNNLayer(layers.Layer):
-        def __init__(self, units, **kwargs):
-            super().__init__(**kwargs)
-            self.units = units
-
-        def build(self, input_shape):
-            self.W = self.add_weight(shape=(input_shape[-1], self.units), initializer="glorot_uniform", name="W")
-            self.U = self.add_weight(shape=(self.units, self.units), initializer="orthogonal", name="U")
-            self.b = self.add_weight(shape=(self.units,), initializer="zeros", name="b")
-
-        def call(self, x):
-            h = ops.zeros((ops.shape(x)[0], self.units))
-            outputs = []
-            for t in range(x.shape[1]):
-                h = ops.relu(ops.matmul(x[:, t, :], self.W) + ops.matmul(h, self.U) + self.b)
-                outputs.append(h)
-            return ops.stack(outputs, axis=1)
-
-    class DeepRNN(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.rnn_layers = [MyRNNLayer(16) for _ in range(3)]
-            self.out = layers.Dense(1)
-
-        def call(self, x):
-            for layer in self.rnn_layers:
-                x = layer(x)
-            return self.out(x[:, -1])
-
-    rng = np.random.default_rng(6)
-    x = rng.uniform(0, 1, (256, 8, 1)).astype("float32")
-    y = x.sum(axis=1)
-    model = DeepRNN()
-    model.compile(optimizer="adam", loss="mse")
-    history = model.fit(x, y, batch_size=32, epochs=15, verbose=0)
-    assert history.history["loss"][-1] < 0.2 * float(y.var())
-    assert len(model.trainable_weights) == 3 * 3 + 2
+    results = load_example("custom_cell_deep_rnn").run(samples=1000, epochs=8, units=(16, 16, 16))  # the program
+    mse, _ = results["ReluRNN (Python loop, tape)"]
+    assert mse < 0.5 * results["persistence baseline"][0]

@@ -10,13 +10,11 @@ Keras is an optional peer, as in test_keras_parity.py: the Keras tests skip when
 """
 
 import json
-import os
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-os.environ["KERAS_BACKEND"] = "numpy"  # read once, when keras is first imported
 
 import rnnkit  # noqa: E402
 from rnnkit import convert, ops  # noqa: E402
@@ -24,7 +22,7 @@ from rnnkit import layers as L  # noqa: E402
 from rnnkit.engine.functional import flatten  # noqa: E402
 from rnnkit.engine.tape import Tensor, Variable, recording  # noqa: E402
 
-from conftest import central_differences  # noqa: E402
+from conftest import check_model_gradients, import_keras  # noqa: E402
 
 F64 = "float64"
 N, T, C, H, V = 3, 4, 5, 6, 9  # batch, steps, features, units, vocabulary (id 0 is padding)
@@ -33,19 +31,7 @@ N, T, C, H, V = 3, 4, 5, 6, 9  # batch, steps, features, units, vocabulary (id 0
 @pytest.fixture(scope="module")
 def keras():
     """Keras 3 on its NumPy backend (skips without it, unless RNNKIT_REQUIRE_KERAS=1)."""
-    if os.environ.get("RNNKIT_REQUIRE_KERAS") == "1":
-        import keras as module  # fail loudly: the parity tests must run
-    else:
-        # ImportError too, not only a missing keras: its NumPy backend fails to import without jax
-        module = pytest.importorskip("keras", reason="Keras 3 with its NumPy backend (pip install keras jax)",
-                                     exc_type=ImportError)
-    if module.backend.backend() != "numpy":  # keras was imported earlier in this process with another backend
-        if os.environ.get("RNNKIT_REQUIRE_KERAS") == "1":
-            raise RuntimeError(f"keras runs the {module.backend.backend()!r} backend; these tests need 'numpy'")
-        pytest.skip(f"keras runs the {module.backend.backend()!r} backend, not 'numpy'")
-    if not module.__version__.startswith("3."):
-        raise RuntimeError(f"these tests compare with Keras 3, got keras {module.__version__}")
-    return module
+    return import_keras()
 
 
 def assert_close32(actual, expected):
@@ -56,21 +42,7 @@ def assert_close32(actual, expected):
 
 
 def check_gradients(model, x, rng, entries=12):
-    """The tape's gradient of sum(R * outputs) for every trainable weight equals central differences (float64)."""
-    values, _ = model._forward(model._check_x(x), training=True)
-    R = [rng.standard_normal(v.shape) for v in values]
-    model._backward(R)
-    analytic = [g for g, _ in model._gradient_pairs()]
-    weights = model.trainable_weights
-    assert weights and len(analytic) == len(weights)
-
-    def loss():
-        return sum(float((r * o).sum()) for r, o in zip(R, flatten(model.predict(x))))
-
-    for a, n in zip(analytic, central_differences(loss, weights, entries=entries)):
-        probe = ~np.isnan(n)
-        assert_allclose(a[probe], n[probe], rtol=1e-6, atol=1e-8)
-    return analytic
+    return check_model_gradients(model, x, rng, entries)
 
 
 class Affine(L.Layer):

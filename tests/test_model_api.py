@@ -7,53 +7,16 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import rnnkit
 from rnnkit import layers, ops
-from rnnkit.engine.functional import flatten
 
-from conftest import central_differences
+from conftest import check_model_gradients, load_example
 
 F64 = "float64"
 
 
-def check_gradients(model, x, rng, entries=5):
-    """The tape's gradient of sum(R * outputs) for every trainable weight equals central differences (float64)."""
-    values, _ = model._forward(model._check_x(x), training=True)
-    R = [rng.standard_normal(v.shape) for v in values]
-    model._backward(R)
-    analytic = [g for g, _ in model._gradient_pairs()]
-    weights = model.trainable_weights
-    assert weights and len(analytic) == len(weights)
-
-    def loss():
-        return sum(float((r * o).sum()) for r, o in zip(R, flatten(model(x))))
-
-    for a, n, w in zip(analytic, central_differences(loss, weights, entries=entries), weights):
-        probe = ~np.isnan(n)
-        assert_allclose(a[probe], n[probe], rtol=1e-6, atol=1e-8)
-    return analytic
+check_gradients = check_model_gradients
 
 
-class MyRNN(layers.Layer):
-    """h_t = relu(x_t W + h_prev U + b): a user's recurrent layer looped over time in Python."""
-
-    def __init__(self, units, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-
-    def build(self, input_shape):
-        self.W = self.add_weight(shape=(input_shape[-1], self.units), initializer="glorot_uniform", name="W")
-        self.U = self.add_weight(shape=(self.units, self.units), initializer="orthogonal", name="U")
-        self.b = self.add_weight(shape=(self.units,), initializer="random_normal", name="b")
-
-    def call(self, x):
-        h = ops.zeros((ops.shape(x)[0], self.units), self.dtype)
-        outputs = []
-        for t in range(x.shape[1]):
-            h = ops.relu(x[:, t, :] @ self.W + h @ self.U + self.b)
-            outputs.append(h)
-        return ops.stack(outputs, axis=1)
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
+MyRNN = load_example("custom_cell_deep_rnn").ReluRNN  # h_t = relu(x_t W + h_prev U + b), looped in Python
 
 
 class StatesModel(rnnkit.Model):
@@ -288,7 +251,7 @@ def test_subclassed_model_saves_and_loads_given_its_class(tmp_path, rng):
 def test_an_unregistered_custom_layer_fails_at_save_and_says_how_to_register(tmp_path, rng):
     inp = rnnkit.Input(shape=(5, 3))
     model = rnnkit.Model(inp, MyRNN(2)(inp))
-    with pytest.raises(ValueError, match=r"MyRNN, which is not registered.*register_serializable"):
+    with pytest.raises(ValueError, match=r"ReluRNN, which is not registered.*register_serializable"):
         model.save(tmp_path / "m.rnnkit")
     assert not (tmp_path / "m.rnnkit").exists()
 

@@ -198,6 +198,21 @@ class Model(Layer):
         each one reads), then the totals."""
         self._require_built("summary")
         print_fn = print_fn or print
+        header, rows = self._summary_rows()
+        widths = [max(len(r[i]) for r in rows + [header]) + 2 for i in range(len(header))]
+        print_fn(f'Model: "{self.name}"')
+        print_fn("-" * sum(widths))
+        print_fn("".join(h.ljust(w) for h, w in zip(header, widths)))
+        print_fn("=" * sum(widths))
+        for row in rows:
+            print_fn("".join(c.ljust(w) for c, w in zip(row, widths)))
+        print_fn("=" * sum(widths))
+        trainable = sum(w.size for w in self.trainable_weights)
+        print_fn(f"Total params: {self.count_params():,}")
+        print_fn(f"Trainable params: {trainable:,}")
+        print_fn(f"Non-trainable params: {self.count_params() - trainable:,}")
+
+    def _summary_rows(self):
         functional = self._graph is not None
         header = ("Layer (type)", "Output Shape", "Param #") + (("Connected to",) if functional else ())
         rows = []
@@ -213,18 +228,7 @@ class Model(Layer):
                            for n in nodes for t in n.inputs]
                 row += (", ".join(sources) or "-",)
             rows.append(row)
-        widths = [max(len(r[i]) for r in rows + [header]) + 2 for i in range(len(header))]
-        print_fn(f'Model: "{self.name}"')
-        print_fn("-" * sum(widths))
-        print_fn("".join(h.ljust(w) for h, w in zip(header, widths)))
-        print_fn("=" * sum(widths))
-        for row in rows:
-            print_fn("".join(c.ljust(w) for c, w in zip(row, widths)))
-        print_fn("=" * sum(widths))
-        trainable = sum(w.size for w in self.trainable_weights)
-        print_fn(f"Total params: {self.count_params():,}")
-        print_fn(f"Trainable params: {trainable:,}")
-        print_fn(f"Non-trainable params: {self.count_params() - trainable:,}")
+        return header, rows
 
     # ---- calling ----------------------------------------------------------------------------------------
     def call(self, inputs, training=None, mask=None):
@@ -810,27 +814,12 @@ class Sequential(Model):
             if hasattr(layer, "reset_states"):
                 layer.reset_states()
 
-    def summary(self, print_fn=None):
-        """Prints one line per layer (name, type, output shape, parameters) and the totals."""
-        self._require_built("summary")
-        print_fn = print_fn or print
+    def _summary_rows(self):
         rows, shape = [], self.build_input_shape
         for layer in self.layers:
             shape = tuple(layer.compute_output_shape(shape))
             rows.append((f"{layer.name} ({type(layer).__name__})", str(shape), f"{layer.count_params():,}"))
-        widths = [max(len(r[i]) for r in rows + [("Layer (type)", "Output Shape", "Param #")]) + 2 for i in range(3)]
-        line = "-" * sum(widths)
-        print_fn(f'Model: "{self.name}"')
-        print_fn(line)
-        print_fn("".join(h.ljust(w) for h, w in zip(("Layer (type)", "Output Shape", "Param #"), widths)))
-        print_fn("=" * sum(widths))
-        for row in rows:
-            print_fn("".join(c.ljust(w) for c, w in zip(row, widths)))
-        print_fn("=" * sum(widths))
-        trainable = sum(w.size for w in self.trainable_weights)
-        print_fn(f"Total params: {self.count_params():,}")
-        print_fn(f"Trainable params: {trainable:,}")
-        print_fn(f"Non-trainable params: {self.count_params() - trainable:,}")
+        return ("Layer (type)", "Output Shape", "Param #"), rows
 
     # ---- compile --------------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):

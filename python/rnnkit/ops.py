@@ -16,6 +16,7 @@ import functools
 
 import numpy as np
 
+from .engine.calls import any_symbolic
 from .engine.tape import Node, Tensor, Variable, is_recording, tracked, value_of
 
 __all__ = ["matmul", "add", "subtract", "multiply", "divide", "negative", "power", "relu", "tanh", "sigmoid",
@@ -31,22 +32,13 @@ def _op(fn):
 
     @functools.wraps(fn)
     def op(*args, **kwargs):
-        if _any_symbolic(args) or _any_symbolic(kwargs.values()):
+        if any_symbolic(args) or any_symbolic(kwargs.values()):
             from .engine.functional import symbolic_op
 
             return symbolic_op(op, args, kwargs)
         return fn(*args, **kwargs)
 
     return op
-
-
-def _any_symbolic(items):
-    for a in items:
-        if getattr(a, "_symbolic", False):
-            return True
-        if isinstance(a, (list, tuple)) and _any_symbolic(a):
-            return True
-    return False
 
 
 def _apply(forward, backward, *args, name=""):
@@ -442,29 +434,19 @@ def argmax(x, axis=-1, keepdims=False):
     return _constant(lambda a: np.argmax(a, axis=axis, keepdims=keepdims), x)
 
 
-@_op
-def less(x1, x2):
-    return _constant(np.less, x1, x2)
+def _comparison(ufunc, name, symbol):
+    def op(x1, x2):
+        return _constant(ufunc, x1, x2)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"``x1 {symbol} x2``, elementwise: booleans, no gradient."
+    return _op(op)
 
 
-@_op
-def less_equal(x1, x2):
-    return _constant(np.less_equal, x1, x2)
-
-
-@_op
-def greater(x1, x2):
-    return _constant(np.greater, x1, x2)
-
-
-@_op
-def greater_equal(x1, x2):
-    return _constant(np.greater_equal, x1, x2)
-
-
-@_op
-def equal(x1, x2):
-    return _constant(np.equal, x1, x2)
+less = _comparison(np.less, "less", "<")
+less_equal = _comparison(np.less_equal, "less_equal", "<=")
+greater = _comparison(np.greater, "greater", ">")
+greater_equal = _comparison(np.greater_equal, "greater_equal", ">=")
+equal = _comparison(np.equal, "equal", "==")
 
 
 def convert_to_tensor(x, dtype=None):

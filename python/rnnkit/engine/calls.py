@@ -43,7 +43,7 @@ class training_mode:
 
 
 def call_layer(layer, args, kwargs):
-    if _any_symbolic(args) or _any_symbolic(kwargs.values()):
+    if any_symbolic(args) or any_symbolic(kwargs.values()):
         from .functional import symbolic_call
 
         return symbolic_call(layer, args, kwargs)
@@ -79,11 +79,12 @@ def accepts(cls, name):
     return params is None or name in params
 
 
-def _any_symbolic(items):
+def any_symbolic(items):
+    """True when a symbolic tensor is among ``items`` (or in a list or tuple among them)."""
     for a in items:
         if getattr(a, "_symbolic", False):
             return True
-        if isinstance(a, (list, tuple)) and _any_symbolic(a):
+        if isinstance(a, (list, tuple)) and any_symbolic(a):
             return True
     return False
 

@@ -16,57 +16,34 @@ import itertools
 import numpy as np
 
 from .calls import input_shapes, own_backward
-from .tape import Tensor, not_recording
+from .tape import Operand, Tensor, not_recording
 
 __all__ = ["KerasTensor", "Input", "Graph", "symbolic_call", "symbolic_op", "flatten", "pack_like"]
 
 _names = itertools.count()
 
 
-class KerasTensor:
+class KerasTensor(Operand):
     """A symbolic tensor: a shape (None for an axis of any size), a dtype, and the graph node that makes it."""
 
     _symbolic = True
-    __array_priority__ = 1000
 
     def __init__(self, shape, dtype="float32", name=None, node=None, index=0):
-        self.shape = tuple(None if d is None else int(d) for d in shape)
-        self.dtype = str(np.dtype(dtype))
+        self._shape = tuple(None if d is None else int(d) for d in shape)
+        self._dtype = str(np.dtype(dtype))
         self.name = name or f"keras_tensor_{next(_names)}"
         self.node, self.index = node, index
 
-    ndim = property(lambda self: len(self.shape))
+    shape = property(lambda self: self._shape)
+    dtype = property(lambda self: self._dtype)
+    ndim = property(lambda self: len(self._shape))
 
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
 
-    def __array__(self, dtype=None, copy=None):
+    def _converts(self):
         raise TypeError(f"{self.name}: a symbolic tensor (rnnkit.Input, or a layer's output on one) has no values; "
                         "call a model built from it on data, or use rnnkit.ops on it inside the graph")
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        from .. import ops
-
-        op = ops.UFUNCS.get(ufunc.__name__) if method == "__call__" and not kwargs else None
-        if op is None:
-            raise TypeError(f"numpy.{ufunc.__name__} on a symbolic tensor: use the rnnkit.ops function instead")
-        return op(*inputs)
-
-    def __array_function__(self, func, types, args, kwargs):
-        from .. import ops
-
-        op = ops.FUNCTIONS.get(func.__name__)
-        if op is None:
-            raise TypeError(f"numpy.{func.__name__} on a symbolic tensor: use the rnnkit.ops function instead")
-        return op(*args, **kwargs)
-
-
-for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
-              "__matmul__", "__rmatmul__", "__pow__", "__neg__", "__abs__", "__getitem__", "__lt__", "__le__",
-              "__gt__", "__ge__"):
-    setattr(KerasTensor, _name, getattr(Tensor, _name))
-KerasTensor.T = Tensor.T
-del _name
 
 
 class GraphNode:

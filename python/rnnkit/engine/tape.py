@@ -65,18 +65,13 @@ class Node:
         self.inputs, self.backward, self.n_outputs, self.weight, self.name = inputs, backward, n_outputs, weight, name
 
 
-class Tensor:
-    """An eager tensor: ``value`` (ndarray), the ``Node`` that made it (None for a constant or an input), the
-    output ``index`` of that node, and Keras' ``_keras_mask`` ([N, T] bool or None) for the layers after it."""
+class Operand:
+    """What tensors, variables and symbolic tensors share: array attributes read from ``value``, the operators
+    (``rnnkit.ops``), and NumPy's functions dispatched to ``rnnkit.ops`` (a TypeError naming those it has not)."""
 
-    __slots__ = ("value", "node", "index", "_keras_mask")
+    __slots__ = ()
     __array_priority__ = 1000
 
-    def __init__(self, value, node=None, index=0, mask=None):
-        self.value = value if isinstance(value, np.ndarray) else np.asarray(value)
-        self.node, self.index, self._keras_mask = node, index, mask
-
-    # ---- what an array has ------------------------------------------------------------------------------
     shape = property(lambda self: self.value.shape)
     dtype = property(lambda self: self.value.dtype)
     ndim = property(lambda self: self.value.ndim)
@@ -88,27 +83,16 @@ class Tensor:
     def numpy(self):
         return np.array(self.value)
 
-    def __repr__(self):
-        return f"<rnnkit.Tensor shape={self.value.shape} dtype={self.value.dtype}>\n{self.value!r}"
-
-    def __float__(self):
-        return float(self.value)
-
-    def __int__(self):
-        return int(self.value)
-
-    def __bool__(self):
-        return bool(self.value)
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self.value)))
-
     @property
     def T(self):
         return _ops().transpose(self)
 
+    def _converts(self):
+        """True when handing the values to NumPy loses no gradient."""
+        return True
+
     def __array__(self, dtype=None, copy=None):
-        if self.node is not None:
+        if not self._converts():
             raise TypeError(_untracked("numpy.asarray (or another function that converts it to an ndarray)"))
         return self.value if dtype is None else self.value.astype(dtype)
 
@@ -118,7 +102,6 @@ class Tensor:
     def __array_function__(self, func, types, args, kwargs):
         return _dispatch_function(func, args, kwargs)
 
-    # ---- operators -----------------------------------------------------------------------------------
     def __add__(self, other): return _ops().add(self, other)
     def __radd__(self, other): return _ops().add(other, self)
     def __sub__(self, other): return _ops().subtract(self, other)
@@ -140,23 +123,46 @@ class Tensor:
     def __ge__(self, other): return _ops().greater_equal(self, other)
 
 
-class Variable:
+class Tensor(Operand):
+    """An eager tensor: ``value`` (ndarray), the ``Node`` that made it (None for a constant or an input), the
+    output ``index`` of that node, and Keras' ``_keras_mask`` ([N, T] bool or None) for the layers after it."""
+
+    __slots__ = ("value", "node", "index", "_keras_mask")
+
+    def __init__(self, value, node=None, index=0, mask=None):
+        self.value = value if isinstance(value, np.ndarray) else np.asarray(value)
+        self.node, self.index, self._keras_mask = node, index, mask
+
+    def _converts(self):
+        return self.node is None
+
+    def __repr__(self):
+        return f"<rnnkit.Tensor shape={self.value.shape} dtype={self.value.dtype}>\n{self.value!r}"
+
+    def __float__(self):
+        return float(self.value)
+
+    def __int__(self):
+        return int(self.value)
+
+    def __bool__(self):
+        return bool(self.value)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self.value)))
+
+
+class Variable(Operand):
     """A weight made by ``Layer.add_weight``: ``value`` is the layer's array (updated in place by optimizers).
     Reads as that array outside ``recording()``; inside it, as a leaf tensor whose gradient is the weight's."""
 
     __slots__ = ("value", "name", "trainable", "path")
-    __array_priority__ = 1000
 
     def __init__(self, value, name, trainable=True, path=None):
         self.value, self.name, self.trainable, self.path = value, name, trainable, path or name
 
-    shape = property(lambda self: self.value.shape)
-    dtype = property(lambda self: self.value.dtype)
-    ndim = property(lambda self: self.value.ndim)
-    size = property(lambda self: self.value.size)
-
-    def numpy(self):
-        return np.array(self.value)
+    def _converts(self):
+        return not (self.trainable and is_recording())
 
     def assign(self, value):
         """Writes ``value`` into the weight, in place (its shape must be the weight's)."""
@@ -173,29 +179,6 @@ class Variable:
 
     def __repr__(self):
         return f"<rnnkit.Variable path={self.path!r} shape={self.value.shape} dtype={self.value.dtype}>"
-
-    def __len__(self):
-        return len(self.value)
-
-    def __array__(self, dtype=None, copy=None):
-        if self.trainable and is_recording():
-            raise TypeError(_untracked("numpy.asarray (or another function that converts it to an ndarray)"))
-        return self.value if dtype is None else self.value.astype(dtype)
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        return _dispatch_ufunc(ufunc, method, inputs, kwargs)
-
-    def __array_function__(self, func, types, args, kwargs):
-        return _dispatch_function(func, args, kwargs)
-
-
-
-Variable.T = Tensor.T
-for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
-              "__matmul__", "__rmatmul__", "__pow__", "__neg__", "__abs__", "__getitem__", "__lt__", "__le__",
-              "__gt__", "__ge__"):
-    setattr(Variable, _name, getattr(Tensor, _name))
-del _name
 
 
 def _ops():
