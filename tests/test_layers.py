@@ -257,15 +257,17 @@ def test_keras_initialisation():
     C, H = 7, 5
     lstm = LSTM(H, dtype="float64")
     lstm(np.zeros((1, 2, C)))
-    W_ih, W_hh, b_ih, b_hh = lstm.weights
-    assert W_ih.shape == (4 * H, C) and W_hh.shape == (4 * H, H) and b_ih.shape == b_hh.shape == (4 * H,)
+    W_ih, W_hh, bias = lstm.weights  # one bias, as in Keras
+    assert lstm.weight_names == ["W_ih", "W_hh", "bias"] and lstm.count_params() == 4 * H * (C + H + 1)
+    assert W_ih.shape == (4 * H, C) and W_hh.shape == (4 * H, H) and bias.shape == (4 * H,)
     assert np.abs(W_ih).max() <= np.sqrt(6 / (C + 4 * H))  # glorot_uniform on the Keras kernel [C, 4H]
     np.testing.assert_allclose(W_hh.T @ W_hh, np.eye(H), atol=1e-12)  # orthogonal [H, 4H]: orthonormal rows
-    np.testing.assert_array_equal(b_ih, np.r_[np.zeros(H), np.ones(H), np.zeros(2 * H)])  # unit_forget_bias
-    assert not b_hh.any()  # Keras has one bias: b_hh starts at zero
+    np.testing.assert_array_equal(bias, np.r_[np.zeros(H), np.ones(H), np.zeros(2 * H)])  # unit_forget_bias
     gru = GRU(H, bias_initializer="ones")
     gru(np.zeros((1, 2, C), np.float32))
-    np.testing.assert_array_equal(gru.weights[3], 1.0)  # reset_after: Keras has a recurrent bias too
+    assert gru.weight_names == ["W_ih", "W_hh", "b_ih", "b_hh"]  # reset_after: Keras has a recurrent bias too
+    np.testing.assert_array_equal(gru.weights[3], 1.0)
+    assert GRU(H, reset_after=False)(np.zeros((1, 2, C), np.float32)) is not None
     torch_like = SimpleRNN(H, kernel_initializer="uniform_pytorch", recurrent_initializer="uniform_pytorch",
                            bias_initializer="uniform_pytorch")
     torch_like(np.zeros((1, 2, C), np.float32))
@@ -341,9 +343,14 @@ def test_layers_match_pytorch(cell, bidirectional, rng):
         mine = Bidirectional(mine)
     y = mine(x)
     ref = getattr(torch.nn, cell)(C, H, batch_first=True, bidirectional=bidirectional).double()
+    two = cell == "GRU"  # reset_after: b_ih and b_hh as PyTorch; the others' one bias is PyTorch's b_ih, b_hh = 0
+    torch_params = [p for i, p in enumerate(ref.parameters()) if two or i % 4 != 3]
     with torch.no_grad():
-        for p, w in zip(ref.parameters(), mine.weights):  # same order: W_ih, W_hh, b_ih, b_hh (then reverse)
+        for p, w in zip(torch_params, mine.weights):  # same order: W_ih, W_hh, b_ih[, b_hh] (then reverse)
             p.copy_(torch.from_numpy(w))
+        for i, p in enumerate(ref.parameters()):
+            if not two and i % 4 == 3:
+                p.zero_()
     xt = torch.from_numpy(x).requires_grad_()
     yt = ref(xt)[0]
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
@@ -351,7 +358,8 @@ def test_layers_match_pytorch(cell, bidirectional, rng):
     dx = mine.backward(R)
     (yt * torch.from_numpy(R)).sum().backward()
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
-    for g, p in zip(mine.grads, ref.parameters()):
+    assert len(mine.grads) == len(torch_params)
+    for g, p in zip(mine.grads, torch_params):
         np.testing.assert_allclose(g, p.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 

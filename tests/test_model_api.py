@@ -282,7 +282,7 @@ def test_rnn_of_cells_saves_and_loads(tmp_path, rng):
     loaded = rnnkit.load_model(tmp_path / "c.rnnkit")
     x = rng.standard_normal((2, 6, 3))
     assert_array_equal(loaded.predict(x), model.predict(x))
-    assert len(loaded.weights) == len(model.weights) == 4 + 4 + 4
+    assert len(loaded.weights) == len(model.weights) == 3 + 4 + 3  # one bias, GRU two (reset_after)
 
 
 # ---- leading padding ---------------------------------------------------------------------------------
@@ -305,3 +305,35 @@ def test_left_padded_ids_gradients(rng, go_backwards, return_sequences):
 def test_a_mask_with_a_hole_is_named():
     with pytest.raises(ValueError, match=r"mask: sequence 1 is not right-padded or left-padded"):
         layers.GRU(2)(np.ones((2, 4, 1)), mask=np.array([[1, 1, 1, 1], [1, 0, 0, 1]], dtype=bool))
+
+
+# ---- training parity with Keras' rules -----------------------------------------------------------------
+
+def test_training_follows_keras_update_rules_with_one_bias(rng):
+    """Three Adam steps of Input -> LSTM -> Dense, against the same steps written out in NumPy as Keras takes
+    them: the NumPy reference's gradients, one LSTM bias (Keras' kernel, recurrent_kernel, bias), Keras' Adam."""
+    from rnnkit import reference
+
+    N, T, C, H = 6, 5, 3, 4
+    x, y = rng.standard_normal((N, T, C)), rng.standard_normal((N, 1))
+    inp = rnnkit.Input(shape=(T, C), dtype=F64)
+    model = rnnkit.Model(inp, layers.Dense(1, dtype=F64)(layers.LSTM(H, dtype=F64)(inp)))
+    model.compile(rnnkit.optimizers.Adam(0.01, epsilon=1e-3), "mse")  # an epsilon that rounding cannot swamp
+    weights = [w.copy() for w in model.get_weights()]  # W_ih, W_hh, bias, kernel, dense bias
+    m, v = [np.zeros_like(w) for w in weights], [np.zeros_like(w) for w in weights]
+    for t in range(1, 4):
+        W_ih, W_hh, bias, K, b = weights
+        seq, h_n, _, cache = reference.lstm_forward(x.transpose(1, 0, 2), W_ih, W_hh, bias, np.zeros_like(bias))
+        pred = h_n @ K + b
+        dpred = 2 * (pred - y) / pred.size  # mean squared error
+        dh = dpred @ K.T
+        _, _, _, dW_ih, dW_hh, dbias, _ = reference.lstm_backward(cache, np.zeros_like(seq), dh_n=dh)
+        grads = [dW_ih, dW_hh, dbias, h_n.T @ dpred, dpred.sum(axis=0)]  # one bias: its gradient once
+        alpha = 0.01 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        for i, g in enumerate(grads):
+            m[i] = 0.9 * m[i] + 0.1 * g
+            v[i] = 0.999 * v[i] + 0.001 * g * g
+            weights[i] = weights[i] - alpha * m[i] / (np.sqrt(v[i]) + 1e-3)
+        model.train_on_batch(x, y)
+        for mine, keras_rule in zip(model.get_weights(), weights):
+            assert_allclose(mine, keras_rule, rtol=1e-6, atol=1e-9)  # the learning rate is float32, as in Keras

@@ -127,7 +127,11 @@ class _TorchStack:
         self.lstm = torch.nn.LSTM(3, 5, batch_first=True).double()
         self.gru = torch.nn.GRU(5, 4, batch_first=True).double()
         self.dense = torch.nn.Linear(4, 2).double()
-        self.params = [*self.lstm.parameters(), *self.gru.parameters(), self.dense.weight, self.dense.bias]
+        # the LSTM layer has one bias, as Keras: PyTorch's b_ih, with b_hh held at zero
+        self.lstm.bias_hh_l0.requires_grad_(False)
+        self.lstm.bias_hh_l0.data.zero_()
+        self.params = [*(p for p in self.lstm.parameters() if p.requires_grad), *self.gru.parameters(),
+                       self.dense.weight, self.dense.bias]
         with torch.no_grad():
             for p, w in zip(self.params, model.get_weights()):
                 p.copy_(torch.from_numpy(w.T if p is self.dense.weight else w))  # Dense kernel is [C, units]
@@ -288,7 +292,7 @@ def test_structure_summary_and_weights(rng):
     model.summary(print_fn=lines.append)
     text = "\n".join(lines)
     assert "(None, 4, 6)" in text and f"Total params: {model.count_params():,}" in text
-    assert model.count_params() == 2 * (4 * 3 * (2 + 3) + 8 * 3) + (3 * 2 * (6 + 2) + 12) + 3
+    assert model.count_params() == 2 * (4 * 3 * (2 + 3) + 4 * 3) + (3 * 2 * (6 + 2) + 12) + 3  # as Keras counts
     weights = [w + 1 for w in model.get_weights()]
     model.set_weights(weights)
     for a, b in zip(model.get_weights(), weights):

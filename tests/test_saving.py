@@ -501,3 +501,30 @@ def test_model_checkpoint_saves_weights_only(rng, tmp_path):
     np.testing.assert_array_equal(again.predict(x), model.predict(x))
     with pytest.raises(ValueError, match="model.load_weights"):
         load_model(tmp_path / "ckpt-1.weights")
+
+
+def test_a_file_of_the_two_bias_layers_loads_with_the_biases_summed(tmp_path, rng):
+    """Files written when SimpleRNN / LSTM / GRU(reset_after=False) trained b_ih and b_hh load: the one bias is
+    their sum (the kernels only ever add them). Their optimizer state no longer fits: compile=False is needed."""
+    from rnnkit.saving import read_safetensors, write_safetensors
+
+    model = rnnkit.Sequential([rnnkit.layers.LSTM(3, return_sequences=True, input_shape=(4, 2)),
+                               rnnkit.layers.Bidirectional(rnnkit.layers.GRU(2, reset_after=False))])
+    model.compile("adam", "mse")
+    x = rng.standard_normal((5, 4, 2)).astype("float32")
+    model.fit(x, rng.standard_normal((5, 4)), epochs=1, verbose=0)
+    model.save(tmp_path / "new.rnnkit")
+    tensors, metadata = read_safetensors(tmp_path / "new.rnnkit")
+    old = {}
+    for key, value in tensors.items():
+        if key.endswith("/bias"):
+            part = rng.standard_normal(value.shape).astype(value.dtype)
+            old[key[:-4] + "b_ih"], old[key[:-4] + "b_hh"] = value - part, part
+        else:
+            old[key] = value
+    del metadata["sha256"]
+    write_safetensors(tmp_path / "old.rnnkit", old, metadata)
+    loaded = rnnkit.load_model(tmp_path / "old.rnnkit", compile=False)
+    np.testing.assert_allclose(loaded.predict(x), model.predict(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="two biases.*compile=False"):
+        rnnkit.load_model(tmp_path / "old.rnnkit")

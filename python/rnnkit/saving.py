@@ -613,9 +613,14 @@ def load_model(path, custom_objects=None, compile=True, safe_mode=True):
     weights = {k: v for k, v in tensors.items() if not k.startswith("optimizer/")}
     used = set()
 
+    folded = set()
+
     def stored(layer, name, shape, owners):
         key = _weight_key(layer, name, owners)
         array = weights.get(key)
+        if array is None and name == "bias":
+            array = _folded_bias(weights, key, used)
+            folded.add(key)
         if array is None or key in used or array.shape != shape or array.dtype != layer.dtype:
             got = "none" if array is None else "it twice" if key in used else f"{array.dtype}{list(array.shape)}"
             raise _Mismatch(f"weight {key!r} should be {layer.dtype}{list(shape)}, the file has {got}")
@@ -637,11 +642,26 @@ def load_model(path, custom_objects=None, compile=True, safe_mode=True):
                                "the wrong type, or one that another contradicts)")
     for layer in model.layers:
         for name, w in zip(layer.weight_names, layer.weights):
-            if weights.get(f"{layer.name}/{name}") is not w:
+            if weights.get(f"{layer.name}/{name}") is not w and not any(k.startswith(f"{layer.name}/") for k in folded):
                 raise _FileError(path, f"weight {layer.name}/{name} is not stored under that name")
     if set(weights) - used:
         raise _FileError(path, f"tensor {sorted(set(weights) - used)[0]!r} is not a weight of the architecture")
+    if folded and compile and any(k.startswith("optimizer/") for k in tensors):
+        raise _FileError(path, "the file was written when SimpleRNN, LSTM and GRU(reset_after=False) layers trained two "
+                               "biases (b_ih, b_hh); its weights load, as one bias b_ih + b_hh, but its optimizer state "
+                               "does not fit the layers any more: load it with compile=False and compile it again")
     return _compile_from_file(path, model, tensors, metadata, compile)
+
+
+def _folded_bias(weights, key, used):
+    """The one ``bias`` of a recurrent layer from a file of the two-bias layers: ``b_ih + b_hh``, both marked used;
+    None when the file has not both."""
+    prefix = key[:-len("bias")]
+    b_ih, b_hh = weights.get(prefix + "b_ih"), weights.get(prefix + "b_hh")
+    if b_ih is None or b_hh is None or b_ih.shape != b_hh.shape or b_ih.dtype != b_hh.dtype:
+        return None
+    used.update((prefix + "b_ih", prefix + "b_hh"))
+    return b_ih + b_hh
 
 
 def _compile_from_file(path, model, tensors, metadata, compile):

@@ -9,12 +9,14 @@ output repeats a sequence's last valid output at its padded steps (zeros before 
 valid steps from the last to the first. Inside ``Bidirectional`` both directions output zeros at padded
 steps, the backward one aligned with the input steps (Keras' ``zero_output_for_mask``).
 
-Weights use PyTorch's layout: ``W_ih: [G*H, C]``, ``W_hh: [G*H, H]``, ``b_ih, b_hh: [G*H]`` (LSTM gates i, f, g,
-o; GRU r, z, n). Initialisation follows Keras: ``kernel_initializer`` is called once on the Keras-shaped
+Weights use PyTorch's layout for the matrices, ``W_ih: [G*H, C]``, ``W_hh: [G*H, H]`` (LSTM gates i, f, g, o; GRU
+r, z, n), and Keras' biases: one ``bias: [G*H]`` (the kernels' ``b_ih``, their ``b_hh`` zero) for SimpleRNN,
+LSTM and GRU with ``reset_after=False``; ``b_ih`` and ``b_hh`` for GRU with ``reset_after=True``, whose
+recurrent bias sits inside ``r * (W_hn h + b_hn)`` (Keras' ``bias [2, 3H]``). With one bias the layer trains
+what Keras trains: the two biases of the kernels only ever add up, and training both would move their sum at
+twice the rate. Initialisation follows Keras: ``kernel_initializer`` is called once on the Keras-shaped
 kernel ``[C, G*H]`` and ``recurrent_initializer`` on ``[H, G*H]`` (as Keras' ``add_weight`` does), then
-transposed; ``b_ih`` gets ``bias_initializer`` (LSTM: forget block set to 1 with ``unit_forget_bias``).
-Keras has one bias where PyTorch has two: ``b_hh`` starts at zero, except for GRU with ``reset_after``
-(Keras has a recurrent bias there too) and with ``"uniform_pytorch"`` (PyTorch's own init, on all four).
+transposed; the bias gets ``bias_initializer`` (LSTM: forget block set to 1 with ``unit_forget_bias``).
 """
 
 from __future__ import annotations
@@ -106,20 +108,28 @@ class Recurrent(Layer):
         self._add_weight("W_ih", self.kernel_initializer((C, G * H), dt, fan=H).T)
         self._add_weight("W_hh", self.recurrent_initializer((H, G * H), dt, fan=H).T)
         if self.use_bias:
-            b_ih = np.array(self.bias_initializer((G * H,), dt, fan=H), dtype=dt)
+            bias = np.array(self.bias_initializer((G * H,), dt, fan=H), dtype=dt)
             if getattr(self, "unit_forget_bias", False):
-                b_ih[H:2 * H] = 1.0
-            two_biases = getattr(self, "reset_after", False) or _is_pytorch_init(self.bias_initializer)
-            b_hh = self.bias_initializer((G * H,), dt, fan=H) if two_biases else np.zeros(G * H, dt)
-            self._add_weight("b_ih", b_ih)
-            self._add_weight("b_hh", b_hh)
-        else:
-            self._zero_bias = np.zeros(G * H, dt)
+                bias[H:2 * H] = 1.0
+            if self.two_biases:
+                self._add_weight("b_ih", bias)
+                self._add_weight("b_hh", self.bias_initializer((G * H,), dt, fan=H))
+            else:
+                self._add_weight("bias", bias)
+        self._zero_bias = np.zeros(G * H, dt)
         self.built = True
 
+    @property
+    def two_biases(self):
+        """GRU with reset_after keeps the kernels' two biases (Keras has both); the other layers keep one."""
+        return bool(getattr(self, "reset_after", False))
+
     def _kernel_weights(self):
-        w = self.weights
-        return (w[0], w[1], w[2], w[3]) if self.use_bias else (w[0], w[1], self._zero_bias, self._zero_bias)
+        """(W_ih, W_hh, b_ih, b_hh) for the kernels."""
+        w, zero = self.weights, self._zero_bias
+        if not self.use_bias:
+            return w[0], w[1], zero, zero
+        return (w[0], w[1], w[2], w[3]) if self.two_biases else (w[0], w[1], w[2], zero)
 
     def _kernel_options(self):
         return {name: getattr(self, name) for name in self.options if name != "unit_forget_bias"}
@@ -273,10 +283,6 @@ class Recurrent(Layer):
                       bias_initializer=initializers.serialize(self.bias_initializer))
         config.update({name: getattr(self, name) for name in self.options})
         return config
-
-
-def _is_pytorch_init(init):
-    return isinstance(init, initializers.UniformPytorch)
 
 
 class SimpleRNN(Recurrent):

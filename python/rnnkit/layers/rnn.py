@@ -5,7 +5,8 @@ The cell contract (Keras'): a layer with ``state_size`` (an int, or a list of in
 new_states)`` for one step: ``inputs: [N, C]``, ``states`` a list of ``[N, state_size]`` arrays.
 
 A built-in cell, alone or stacked, runs inside ``RNN`` on the C++ kernels over whole sequences: ``RNN(LSTMCell(u))``
-is an ``LSTM(u)`` sharing the cell's weights (PyTorch layout, as the recurrent layers: ``W_ih, W_hh, b_ih, b_hh``).
+is an ``LSTM(u)`` sharing the cell's weights (the recurrent layers' weights: ``W_ih, W_hh, bias``; GRU with
+``reset_after`` ``b_ih, b_hh``).
 Any other cell runs step by step in Python, each step recorded on the tape: a Python loop over T steps costs
 roughly 20-50 µs per step for a small cell, against well under 1 µs per step on the kernels. Called on its own, a
 built-in cell computes one step (on the kernels, as a sequence of one step).
