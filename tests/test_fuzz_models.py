@@ -124,29 +124,58 @@ def prefix_lengths(mask):
     return lengths if np.array_equal(mask, np.arange(mask.shape[1]) < lengths[:, None]) else None
 
 
-def keras_sequence(a, lengths, go_backwards):
-    """A one-way layer's sequence output in Keras 3, from the kernel's (each step's output at its input step,
-    zeros at padded steps): with go_backwards the whole padded sequence reversed; else each padded step repeats
-    the sequence's last valid output."""
-    if go_backwards:
-        return a[:, ::-1].copy()
-    out = a.copy()
-    for n, L in enumerate([] if lengths is None else lengths):
-        if L > 0:
-            out[n, L:] = a[n, L - 1]
+def padded(mask):
+    """Whether each row of a mask [N, T] is right-padded (True*L + False*k) or left-padded (False*k + True*L, as
+    pad_sequences' default padding="pre" makes): the masks SimpleRNN / LSTM / GRU / Bidirectional take (Jordan:
+    right-padded ones only, see prefix_lengths); any other row has a hole."""
+    mask = np.asarray(mask, dtype=bool)
+    T, lengths = mask.shape[1], mask.sum(axis=1)[:, None]
+    right = (mask == (np.arange(T) < lengths)).all(axis=1)
+    left = (mask == (np.arange(T) >= T - lengths)).all(axis=1)
+    return bool((right | left).all())
+
+
+def steps_mask(mask, a):
+    """mask as a bool array [N, T] (all True for None) for a: [N, T, ...]."""
+    return np.ones(a.shape[:2], bool) if mask is None else np.asarray(mask, dtype=bool)
+
+
+def valid_first(mask):
+    """order: [N, T], each sequence's valid steps (in order) then its padded ones: a[n, order[n]] is sequence n
+    right-padded (left padding moved to the end), as the reference kernels take it."""
+    return np.argsort(~mask, axis=1, kind="stable")
+
+
+def keras_steps(mask, go_backwards, zeros=False, align=False):
+    """index: [N, T] of the valid step (0 = each sequence's first) whose output a layer's sequence output shows
+    at each step in Keras 3, -1 for a zero. The outputs come in the order the layer reads the steps (with
+    go_backwards the whole padded sequence reversed), a padded step repeating the output before it (zeros before
+    the first): right padding repeats the last output (go_backwards: zeros, then the outputs from the last
+    step back), left padding shows zeros first (go_backwards: the outputs from the last step back, then the first
+    step's repeated). Inside Bidirectional (``zeros``) padded steps are zeros, the backward layer's outputs at
+    their input steps (``align``)."""
+    index = np.where(mask, np.cumsum(mask, axis=1) - 1, -1)  # each valid step's output at its input step
+    if go_backwards and not align:
+        index = index[:, ::-1].copy()
+    if not zeros:
+        for t in range(1, index.shape[1]):
+            index[:, t] = np.where(index[:, t] < 0, index[:, t - 1], index[:, t])
+    return index
+
+
+def show_steps(y, index):
+    """out[n, t] = y[n, index[n, t]], zeros where index is -1; y: [N, T, H] (each sequence's valid steps first)."""
+    out = y[np.arange(y.shape[0])[:, None], np.maximum(index, 0)]
+    out[index < 0] = 0
     return out
 
 
-def keras_sequence_grad(d, lengths, go_backwards):
-    """The gradient of the kernel's output from that of ``keras_sequence``'s."""
-    if go_backwards:
-        return d[:, ::-1].copy()
-    out = d.copy()
-    for n, L in enumerate([] if lengths is None else lengths):
-        if L > 0:
-            out[n, L - 1] += d[n, L:].sum(axis=0)
-        out[n, L:] = 0
-    return out
+def show_steps_grad(d, index):
+    """The gradient of show_steps' y from that of its output."""
+    dy = np.zeros_like(d)
+    n, t = np.nonzero(index >= 0)
+    np.add.at(dy, (n, index[n, t]), d[n, t])
+    return dy
 
 
 def reverse_valid(a, lengths):
@@ -163,11 +192,11 @@ def _f64(arrays):
 
 
 def recurrent_weights(layer):
-    w = _f64(layer.weights)
-    if layer.use_bias:
-        return w[:4]
-    G = layer.gates * layer.units
-    return [w[0], w[1], np.zeros(G), np.zeros(G)]
+    """[W_ih, W_hh, b_ih, b_hh] for the reference kernels, by the layer's weight names: one ``bias`` is b_ih, a
+    missing bias zeros."""
+    w = dict(zip(layer.weight_names, _f64(layer.weights)))
+    zero = np.zeros(layer.gates * layer.units)
+    return [w["W_ih"], w["W_hh"], w.get("b_ih", w.get("bias", zero)), w.get("b_hh", zero)]
 
 
 def ref_recurrent_kernel(layer, a, lengths, states=()):
@@ -186,17 +215,23 @@ def ref_recurrent_kernel(layer, a, lengths, states=()):
     return y, [h], cache
 
 
-def ref_recurrent(layer, a, lengths, align=False, states=()):
-    """A SimpleRNN / LSTM / GRU layer's output(s): [output, *states] with return_state, else the output."""
-    y, final, _ = ref_recurrent_kernel(layer, a, lengths, states)
+def ref_recurrent_front(layer, a, mask, states=()):
+    """ref_recurrent_kernel on each sequence's valid steps moved to the front (valid_first): (y: [N, T, H], the
+    outputs of the valid steps first, zeros after them; final states; cache)."""
+    lengths = None
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        a, lengths = a[np.arange(a.shape[0])[:, None], valid_first(mask)], mask.sum(axis=1)
+    y, final, cache = ref_recurrent_kernel(layer, a, lengths, states)
+    return y.transpose(1, 0, 2), final, cache
+
+
+def ref_recurrent(layer, a, mask, zeros=False, align=False, states=()):
+    """A SimpleRNN / LSTM / GRU layer's output(s): [output, *states] with return_state, else the output; ``zeros``
+    and ``align`` for the layers of a Bidirectional (see keras_steps)."""
+    y, final, _ = ref_recurrent_front(layer, a, mask, states)
     if layer.return_sequences:
-        out = y.transpose(1, 0, 2)
-        if align:  # Bidirectional's backward layer: aligned with the input steps, zeros at padded steps
-            pass
-        elif layer is not None and getattr(layer, "_zero_padding", False):  # Bidirectional's forward layer
-            out = out[:, ::-1].copy() if layer.go_backwards else out
-        else:
-            out = keras_sequence(out, lengths, layer.go_backwards)
+        out = show_steps(y, keras_steps(steps_mask(mask, a), layer.go_backwards, zeros, align))
     else:
         out = final[0]
     return [out, *final] if layer.return_state else out
@@ -218,11 +253,12 @@ def ref_jordan(layer, a, lengths, y0=None):
     return (reverse_valid(out, lengths) if layer.go_backwards else out), cache
 
 
-def ref_bidirectional(layer, a, lengths):
-    y_f = ref_recurrent(layer.forward_layer, a, lengths)
-    y_b = ref_recurrent(layer.backward_layer, a, lengths, align=True)
+def ref_bidirectional(layer, a, mask):
+    """(the merged output, the outputs of both directions)."""
+    y_f = ref_recurrent(layer.forward_layer, a, mask, zeros=True)
+    y_b = ref_recurrent(layer.backward_layer, a, mask, zeros=True, align=True)
     return {"concat": lambda: np.concatenate([y_f, y_b], axis=-1), "sum": lambda: y_f + y_b,
-            "mul": lambda: y_f * y_b, "ave": lambda: (y_f + y_b) / 2}[layer.merge_mode]()
+            "mul": lambda: y_f * y_b, "ave": lambda: (y_f + y_b) / 2}[layer.merge_mode](), (y_f, y_b)
 
 
 def weight_matrices(layer):
@@ -270,13 +306,14 @@ def reference_predict(model, x):
         elif isinstance(layer, Dropout):
             pass
         else:
-            lengths = None if mask is None else prefix_lengths(mask)
             if isinstance(layer, Bidirectional):
-                a = ref_bidirectional(layer, a, lengths)
+                a, directions = ref_bidirectional(layer, a, mask)
+                # a product can hide a direction's values beyond float32 (there inf * 0 is NaN): bound them too
+                bound = max([bound] + [magnitude_bound(layer, a_in, y) for y in directions])
             elif isinstance(layer, Jordan):
-                a = ref_jordan(layer, a, lengths)[0]
+                a = ref_jordan(layer, a, None if mask is None else prefix_lengths(mask))[0]
             else:
-                a = ref_recurrent(layer, a, lengths)
+                a = ref_recurrent(layer, a, mask)
             mask = mask if layer.return_sequences else None
         a = np.asarray(a, dtype=np.float64)
         if not isinstance(layer, Embedding):
@@ -471,22 +508,27 @@ def with_dtype(a, dtype, rng):
 
 @st.composite
 def batches(draw, spec):
-    """(x as given to the model, a description). The shape, lengths, padding and holes follow the spec."""
+    """(x as given to the model, a description). The shape, lengths, padding (at the end, at the start, or each
+    sequence either) and holes follow the spec."""
     big = spec["big"] or draw(st.integers(0, 9)) == 9
     empty = draw(st.integers(0, 9)) == 9  # one batch in ten without samples, one in ten without steps
     N = 0 if empty else draw(st.integers(1, 40 if big else 5))
     T = 0 if draw(st.integers(0, 9)) == 9 else draw(st.integers(1, 30 if big else 5))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     lengths = rng.integers(0, T + 1, size=N) if draw(st.booleans()) else np.full(N, T)
-    hole = draw(st.integers(0, 9)) == 9 and T >= 2 and N >= 1
+    padding = draw(st.sampled_from(["post", "post", "pre", "mixed"]))  # pad_sequences' padding="post" / "pre"
+    pre = rng.random(N) < 0.5 if padding == "mixed" else np.full(N, padding == "pre")
+    steps = np.arange(T)
+    pad = np.where(pre[:, None], steps < T - lengths[:, None], steps >= lengths[:, None])
+    hole = draw(st.integers(0, 9)) == 9 and T >= 3 and N >= 1
+    if hole:  # sequence 0: True, False, True, ...: neither right- nor left-padded
+        pad[0] = steps == 1
     rank_change = draw(st.sampled_from([0] * 18 + [-1, 1]))
     layout = draw(st.sampled_from(LAYOUTS))
     if spec["front"] == "embedding":
         dtype = draw(st.sampled_from(ID_DTYPES))
         ids = rng.integers(1, spec["vocab"], size=(N, T)).astype(np.float64)
-        ids[np.arange(T) >= lengths[:, None]] = 0
-        if hole:
-            ids[0, 0] = 0
+        ids[pad] = 0
         special = draw(st.sampled_from([None] * 12 + ["out_of_range", "negative", "fraction", "huge", "nan"]))
         if special and ids.size:
             at = tuple(rng.integers(0, s) for s in ids.shape)
@@ -507,7 +549,8 @@ def batches(draw, spec):
             x = x[..., None]
         elif rank_change == -1:
             x = x.reshape(-1)
-        description = dict(N=N, T=T, dtype=dtype, layout=layout, special=special, hole=hole, shape=shape)
+        description = dict(N=N, T=T, dtype=dtype, layout=layout, special=special, padding=padding, hole=hole,
+                           shape=shape)
         return relayout(x, layout), description
     C = spec["C"] + draw(st.sampled_from([0] * 19 + [1]))  # one in twenty with a wrong feature size
     dtype = draw(st.sampled_from(X_DTYPES))
@@ -517,9 +560,7 @@ def batches(draw, spec):
     else:
         x = scale * rng.standard_normal((N, T, C))
         if spec["front"] == "masking":
-            x[np.arange(T) >= lengths[:, None]] = 0.0
-            if hole:
-                x[0, 0] = 0.0
+            x[pad] = 0.0
     special = draw(st.sampled_from(SPECIALS))
     if special and x.size:
         at = tuple(rng.integers(0, s) for s in x.shape)
@@ -529,13 +570,15 @@ def batches(draw, spec):
         x = x[..., None]
     elif rank_change == -1:
         x = x.reshape(x.shape[0], x[0].size if len(x) else 0) if x.ndim == 3 else x.reshape(-1)
-    description = dict(N=N, T=T, C=C, dtype=dtype, layout=layout, special=special, scale=scale, hole=hole)
+    description = dict(N=N, T=T, C=C, dtype=dtype, layout=layout, special=special, scale=scale, padding=padding,
+                       hole=hole)
     return relayout(x, layout), description
 
 
 def x_problems(spec, model, x, name="x"):
     """What Sequential must reject in x, as two lists of (exception type, argument name) pairs: what its checks
-    of x find, and (for an x that passes them) what the forward pass finds (a mask that is not right-padded)."""
+    of x find, and (for an x that passes them) what the forward pass finds (a mask with a hole, or for a Jordan
+    layer one that is not right-padded)."""
     xa = np.asarray(x)
     first = model.layers[0]
     if spec["front"] == "embedding":
@@ -563,7 +606,8 @@ def x_problems(spec, model, x, name="x"):
             mask = np.any(xa.astype(first.dtype) != 0.0, axis=-1)
         else:
             mask = xa != 0 if spec["mask_zero"] else None
-        if mask is not None and prefix_lengths(mask) is None:
+        jordan = any(core["kind"] == "Jordan" for core in spec["cores"])
+        if mask is not None and (not padded(mask) or jordan and prefix_lengths(mask) is None):
             return [], [(ValueError, "mask")]
     return [], []
 
@@ -761,7 +805,8 @@ def test_fit(data, spec, seed):
 
 
 # ---- the recurrent layers called directly, with masks and initial states -----------------------------------
-MASK_KINDS = [None, "prefix"] * 4 + ["prefix_int", "prefix_float", "hole", "long", "short", "rows", "flat"]
+MASK_KINDS = [None, "prefix", "suffix", "mixed"] * 3 + ["prefix_int", "suffix_float", "hole", "hole", "long", "short",
+                                                      "rows", "flat"]
 STATE_KINDS = [None, "given"] * 4 + ["wrong_shape", "wrong_count", "complex"]
 
 
@@ -781,15 +826,17 @@ def layer_cases(draw):
                                                                  "str"]))
     x = relayout(with_dtype(x, x_dtype, rng), draw(st.sampled_from(LAYOUTS)))
     lengths = rng.integers(0, T + 1, size=N)
-    prefix = np.arange(T) < lengths[:, None]
+    prefix = np.arange(T) < lengths[:, None]  # right-padded
+    suffix = np.arange(T) >= T - lengths[:, None]  # left-padded
     mask_kind = draw(st.sampled_from(MASK_KINDS))
-    mask = {None: None, "prefix": prefix, "prefix_int": prefix.astype(np.int32), "prefix_float": prefix * 1.0,
+    mask = {None: None, "prefix": prefix, "suffix": suffix, "mixed": np.where(rng.random((N, 1)) < 0.5, prefix, suffix),
+            "prefix_int": prefix.astype(np.int32), "suffix_float": suffix * 1.0,
             "long": np.ones((N, T + 1), bool), "short": prefix[:, :-1] if T else np.ones((N, 1), bool),
             "rows": np.ones((N + 1, T), bool), "flat": np.ones(N, bool)}.get(mask_kind)
     if mask_kind == "hole":
         mask = np.ones((N, T), bool)
-        if N and T >= 2:
-            mask[0, 0] = False
+        if N and T >= 3:
+            mask[0, 1] = False  # True, False, True, ...: neither right- nor left-padded
     state_kind = draw(st.sampled_from(STATE_KINDS))
     return dict(spec=spec, dtype=dtype, x=x, mask=mask, mask_kind=mask_kind, state_kind=state_kind,
                 training=draw(st.booleans()), rng=rng)
@@ -837,8 +884,10 @@ def layer_problems(case, layer, x, states):
         return [(ValueError, "x")]
     N, T = xa.shape[:2]
     problems = []
-    kind = case["mask_kind"]
-    if kind == "hole" and N and T >= 2 or kind in ("long", "short", "rows", "flat"):
+    kind, mask = case["mask_kind"], case["mask"]
+    if kind in ("long", "short", "rows", "flat"):
+        problems.append((ValueError, "mask"))
+    elif mask is not None and (not padded(mask) or isinstance(layer, Jordan) and prefix_lengths(mask) is None):
         problems.append((ValueError, "mask"))
     state_kind = case["state_kind"]
     if state_kind == "complex":
@@ -850,37 +899,41 @@ def layer_problems(case, layer, x, states):
     return problems
 
 
-def reference_layer(layer, xa, lengths, states):
+def reference_layer(layer, xa, mask, states):
     """Output(s) of the layer in float64 (a list with return_state), and what its backward check needs."""
     a = xa.astype(layer.dtype).astype(np.float64)
     if isinstance(layer, Jordan):
+        lengths = None if mask is None else prefix_lengths(mask)
         out, cache = ref_jordan(layer, a, lengths, y0=None if states is None else states[0])
         return out, cache
     if isinstance(layer, Bidirectional):
         f, b = layer.forward_layer, layer.backward_layer
         n = f.n_states
-        out_f = ref_recurrent(f, a, lengths, states=() if states is None else states[:n])
-        out_b = ref_recurrent(b, a, lengths, align=True, states=() if states is None else states[n:])
+        out_f = ref_recurrent(f, a, mask, zeros=True, states=() if states is None else states[:n])
+        out_b = ref_recurrent(b, a, mask, zeros=True, align=True, states=() if states is None else states[n:])
         (y_f, *s_f), (y_b, *s_b) = (out_f, out_b) if f.return_state else ([out_f], [out_b])
         merged = {"concat": lambda: np.concatenate([y_f, y_b], axis=-1), "sum": lambda: y_f + y_b,
                   "mul": lambda: y_f * y_b, "ave": lambda: (y_f + y_b) / 2}[layer.merge_mode]()
         return ([merged, *s_f, *s_b] if f.return_state else merged), None
-    y, final, cache = ref_recurrent_kernel(layer, a, lengths, () if states is None else states)
+    y, final, cache = ref_recurrent_front(layer, a, mask, () if states is None else states)
     if layer.return_sequences:
-        out = keras_sequence(y.transpose(1, 0, 2), lengths, layer.go_backwards)
+        out = show_steps(y, keras_steps(steps_mask(mask, a), layer.go_backwards))
     else:
         out = final[0]
     return ([out, *final] if layer.return_state else out), cache
 
 
-def check_layer_backward(layer, x64, lengths, cache, outputs, rng):
-    """The layer's backward against the reference kernel's, for a random output gradient."""
+def check_layer_backward(layer, x64, mask, cache, outputs, rng):
+    """The layer's backward against the reference kernel's (on each sequence's valid steps moved to the front,
+    see ref_recurrent_front), for a random output gradient."""
     outputs = outputs if isinstance(outputs, list) else [outputs]
     douts = [rng.standard_normal(o.shape).astype(layer.dtype) for o in outputs]
     dx = layer.backward(douts if len(douts) > 1 else douts[0])
     d64 = _f64(douts)
     T, N = x64.shape[1], x64.shape[0]
+    mask = steps_mask(mask, x64)
     if isinstance(layer, Jordan):
+        lengths = mask.sum(axis=1)
         if layer.return_sequences:
             dy = reverse_valid(d64[0], lengths) if layer.go_backwards else d64[0]
             dy_t, dy_n = dy.transpose(1, 0, 2), None
@@ -893,13 +946,15 @@ def check_layer_backward(layer, x64, lengths, cache, outputs, rng):
         H, n = layer.units, layer.n_states
         dstates = list(d64[1:]) + [None] * (n - len(d64[1:]))
         if layer.return_sequences:
-            dy_t = keras_sequence_grad(d64[0], lengths, layer.go_backwards).transpose(1, 0, 2)
+            dy_t = show_steps_grad(d64[0], keras_steps(mask, layer.go_backwards)).transpose(1, 0, 2)
         else:
             dy_t = np.zeros((T, N, H))
             dstates[0] = d64[0] if dstates[0] is None else dstates[0] + d64[0]
         ref = getattr(reference, f"{layer.cell}_backward")(cache, dy_t, *dstates)
         grads, states = list(ref[1 + n:])[:len(layer.weights)], list(ref[1:1 + n])
-    values_close(dx, ref[0].transpose(1, 0, 2), layer.dtype, "dx")
+    dx_ref = np.empty((N, T, x64.shape[2]))
+    dx_ref[np.arange(N)[:, None], valid_first(mask)] = ref[0].transpose(1, 0, 2)  # back to the input steps
+    values_close(dx, dx_ref, layer.dtype, "dx")
     for i, (g, r) in enumerate(zip(layer.grads, grads)):
         values_close(g, r, layer.dtype, f"grad {layer.weight_names[i]}")
     for g, r in zip(layer.state_grads, states):
@@ -925,12 +980,12 @@ def test_recurrent_layer_call(case):
                          problems, "layer call")
     if out is None:
         return
-    lengths = None if case["mask"] is None else np.asarray(case["mask"], bool).sum(axis=1)
+    mask = None if case["mask"] is None else np.asarray(case["mask"], bool)
     with np.errstate(all="ignore"):  # NaN and inf in x: the reference propagates them, with NumPy's warnings
-        expected, cache = reference_layer(layer, xa, lengths, None if states is None else _f64(states))
+        expected, cache = reference_layer(layer, xa, mask, None if states is None else _f64(states))
     for i, (o, e) in enumerate(zip(out if isinstance(out, list) else [out],
                                    expected if isinstance(expected, list) else [expected])):
         values_close(o, e, layer.dtype, f"layer output {i}")
     x64 = xa.astype(layer.dtype).astype(np.float64)
     if cache is not None and case["training"] and np.isfinite(x64).all() and xa.shape[0]:
-        check_layer_backward(layer, x64, lengths, cache, out, rng)
+        check_layer_backward(layer, x64, mask, cache, out, rng)
