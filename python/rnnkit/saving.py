@@ -719,7 +719,17 @@ def _load_model_graph(path, tensors, architecture, custom_objects):
                 shapes = architecture.get("build_input_shape")
                 if shapes is None:
                     raise _Mismatch("a subclassed model's file must record the shape of its inputs")
-                model.build(_tuple_shapes(shapes))
+                shapes = _tuple_shapes(shapes)
+                from .engine.functional import TRIAL_LIMIT, flatten
+
+                values = sum(math.prod(1 if d is None else d for d in s)
+                             for s in (shapes.values() if isinstance(shapes, dict) else
+                                       shapes if isinstance(shapes, list) else [shapes]))
+                if not all(d is None or (isinstance(d, int) and d >= 0) for d in flatten(shapes)) \
+                        or values > TRIAL_LIMIT:
+                    raise _Mismatch(f"the recorded input shapes {_what(shapes)} are not shapes of at most "
+                                    f"{TRIAL_LIMIT} values")
+                model.build(shapes)
     except _Mismatch as e:
         raise _FileError(path, e) from None
     except Exception as e:  # the architecture is the file's data: whatever it breaks, the file is at fault

@@ -12,6 +12,7 @@ called at several nodes (a shared layer) is one set of weights.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from .tape import Operand, Tensor, not_recording
 __all__ = ["KerasTensor", "Input", "Graph", "symbolic_call", "symbolic_op", "flatten", "pack_like"]
 
 _names = itertools.count()
+TRIAL_LIMIT = 2**24  # values of the zero arrays a layer is tried on while a model is rebuilt from a file
 
 
 class KerasTensor(Operand):
@@ -126,10 +128,16 @@ def _defines_output_shape(cls):
 def _trial_outputs(layer, args, kwargs, fills=(2, 3)):
     """(output shapes, dtypes, returns a list) of a user's layer, from calls on zero arrays: an unknown input axis
     is given size 2, then 3, and an output axis whose size differs between the two calls is unknown."""
-    from ..layers.base import no_backward
+    from ..layers.base import loading, no_backward
 
     results = []
     for fill in fills:
+        shapes = [tuple(fill if d is None else d for d in t.shape) for t in flatten((args, kwargs))
+                  if isinstance(t, KerasTensor)]
+        if loading() and sum(math.prod(s) for s in shapes) > TRIAL_LIMIT:  # a file's architecture: bounded
+            raise ValueError(f"layer {layer.name!r}: inputs of shapes {shapes} are too large to rebuild the model "
+                             f"from a file (a layer is tried on at most {TRIAL_LIMIT} values)")
+
         def concrete(t, fill=fill):
             if isinstance(t, KerasTensor):
                 return np.zeros(tuple(fill if d is None else d for d in t.shape), t.dtype)
@@ -139,8 +147,13 @@ def _trial_outputs(layer, args, kwargs, fills=(2, 3)):
             try:
                 out = layer(*c_args, **c_kwargs)
             except Exception as e:
-                raise type(e)(f"layer {layer.name!r} called on symbolic inputs of shape "
-                              f"{input_shapes(args[0] if args else next(iter(kwargs.values())))}: {e}") from e
+                message = (f"layer {layer.name!r} called on symbolic inputs of shape "
+                           f"{input_shapes(args[0] if args else next(iter(kwargs.values())))}: {e}")
+                try:
+                    again = type(e)(message)
+                except Exception:  # an exception type that takes other arguments
+                    again = ValueError(message)
+                raise again from e
         results.append(out)
     returns_list = isinstance(results[0], (list, tuple))
     first = list(results[0]) if returns_list else [results[0]]

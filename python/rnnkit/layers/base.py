@@ -65,6 +65,11 @@ def weights_from(source):
         _WEIGHT_SOURCE.reset(token)
 
 
+def loading():
+    """True inside ``weights_from``: the layers being built take their weights from a source (a file)."""
+    return _WEIGHT_SOURCE.get() is not None
+
+
 class _NoInitializer(initializers.Initializer):
     """A layer's initializers while it builds inside ``weights_from``: zeros of the shape, without memory."""
 
