@@ -1,6 +1,6 @@
 """rnnkit against the NumPy reference, PyTorch and ONNX Runtime, in one process.
 
-    python benchmarks/run.py [--quick] [--threads N] [--json PATH]
+    python benchmarks/run.py [--quick] [--threads N] [--json PATH] [--only kernels,streaming,memory,model_api]
 
 Every measurement is interleaved (round-robin over the peers within each repeat, so machine noise hits all
 peers alike) and reported as the median of the repeats (min and IQR in the JSON). Ratios are
@@ -18,6 +18,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+SECTIONS = ("kernels", "streaming", "memory", "model_api")  # kernels: the GEMM table, inference and training
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a short run (~1-2 min): fewer repeats, fewer points")
@@ -26,7 +29,13 @@ def parse_args(argv=None):
     ap.add_argument("--json", default=os.path.join(HERE, "results", "latest.json"), help="where to write results")
     ap.add_argument("--peers", default="rnnkit,reference,torch,onnxruntime", help="comma-separated peers to run")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    return ap.parse_args(argv)
+    ap.add_argument("--only", default=None, help="comma-separated sections to run, of " + ", ".join(SECTIONS)
+                    + " (default: all)")
+    args = ap.parse_args(argv)
+    args.sections = set(SECTIONS) if args.only is None else {s.strip() for s in args.only.split(",") if s.strip()}
+    if args.sections - set(SECTIONS):
+        ap.error(f"--only: unknown section(s) {sorted(args.sections - set(SECTIONS))}; choose from {SECTIONS}")
+    return args
 
 
 def blas_thread_env(threads):
@@ -52,6 +61,7 @@ if os.path.dirname(HERE) not in sys.path:
     sys.path.insert(0, os.path.dirname(HERE))  # the repository root, so that `benchmarks` is importable
 
 from benchmarks import cases as K  # noqa: E402
+from benchmarks.model_api import KINDS as MODEL_KINDS, measure_model_api  # noqa: E402
 from benchmarks.peers import available_peers, import_rnnkit  # noqa: E402
 from benchmarks.timing import interleaved, summary  # noqa: E402
 
@@ -76,6 +86,13 @@ class Profile:
     settle: float = 0.2  # seconds between peers' turns (timing.interleaved)
     idle_calls: int = 15  # streaming steps timed one by one after a pause (measure_after_idle)
     idle_pause: float = 0.05  # seconds of that pause
+    # the model API section (benchmarks/model_api.py): LSTM(H) -> Dense(1) trained and predicted at (N, T, C, H);
+    # batch-1 prediction at (T, C, H); repeats of each, seconds each lasts at least (longer than min_time: a 5%
+    # target on calls of a few ms or µs)
+    model_api_train: tuple = (32, 50, 8, 64)
+    model_api_small: tuple = (20, 8, 32)
+    model_api_repeats: int = 11
+    model_api_min_time: float = 0.3
 
     def skip_reason(self, peer, mode, point):
         return self.skip.get((peer, mode, point)) or self.skip.get(("*", mode, point))
@@ -87,13 +104,16 @@ PROFILES = {
                     skip={("reference", "inference", K.LARGE): "too slow at H=1024 (measured for training)"}),
     "quick": Profile(grid=K.GRID, large=K.LARGE, varlen=K.VARLEN, stream_H=K.STREAM_H, stream_steps=600,
                      stream_block=50, repeats=3, ref_repeats=1, min_time=0.05, memory_points=(K.LARGE,),
-                     memory_cells=("lstm",), idle_calls=5,
+                     memory_cells=("lstm",), idle_calls=5, model_api_repeats=9,
+                     model_api_min_time=0.2,
                      skip={("reference", "inference", K.LARGE): "too slow at H=1024",
                            ("*", "training", K.LARGE): "H=1024 training not in --quick"}),
     "smoke": Profile(grid=((3, 4, 2, 5, 3),), large=(3, 4, 2, 5, 3), varlen=(3, 4, 1, 8, 3), stream_H=(8,),
                      stream_steps=20, stream_block=5, repeats=3, ref_repeats=2, min_time=0.0,
                      memory_points=((3, 4, 1, 5, 3),), memory_cells=("lstm",), cells=("gru",),
-                     stream_cells=("lstm",), settle=0.0, idle_calls=2, idle_pause=0.001),
+                     stream_cells=("lstm",), settle=0.0, idle_calls=2, idle_pause=0.001,
+                     model_api_train=(3, 4, 2, 5), model_api_small=(4, 2, 3), model_api_repeats=3,
+                     model_api_min_time=0.0),
 }
 
 MODES = ("inference", "training")
@@ -422,7 +442,7 @@ def _fmt_list(items):
     return ", ".join(items) if items else "no data"
 
 
-def evaluate_targets(results, streaming, memory, prof):
+def evaluate_targets(results, streaming, memory, prof, model_api=None):
     """MET only if every expected figure was measured and passes; NOT MET if any measured figure fails;
     UNKNOWN if none fails but some were not measured (skipped, or a peer not installed)."""
     targets = []
@@ -452,40 +472,54 @@ def evaluate_targets(results, streaming, memory, prof):
                 out.append((case.label, r and r["peers"].get(peer, {}).get("rnnkit_speedup")))
         return out
 
-    for mode, word in (("training", "training step"), ("inference", "inference")):
-        for peer in ("torch",) if mode == "training" else ("torch", "onnxruntime"):
-            add(f"{word} >= 1.0x {peer}, LSTM, every grid point", speedups(mode, ("lstm",), peer), lambda v: v >= 1.0)
-            add(f"{word} >= 1.5x {peer}, GRU and RNN, every grid point", speedups(mode, ("gru", "rnn"), peer),
-                lambda v: v >= 1.5)
+    if results:  # the kernels' sections (not run with --only model_api, say)
+        for mode, word in (("training", "training step"), ("inference", "inference")):
+            for peer in ("torch",) if mode == "training" else ("torch", "onnxruntime"):
+                add(f"{word} >= 1.0x {peer}, LSTM, every grid point", speedups(mode, ("lstm",), peer),
+                    lambda v: v >= 1.0)
+                add(f"{word} >= 1.5x {peer}, GRU and RNN, every grid point", speedups(mode, ("gru", "rnn"), peer),
+                    lambda v: v >= 1.5)
 
-    for peer, need in (("torch", 5.0), ("onnxruntime", 1.5)):
-        add(f"streaming step at batch 1 >= {need}x faster than {peer}" + (" LSTMCell/GRUCell" * (peer == "torch")),
-            [(f"{s['cell']} H{s['H']}", s["peers"].get(peer, {}).get("rnnkit_speedup")) for s in streaming],
-            lambda v, need=need: v >= need)
+    if streaming:
+        for peer, need in (("torch", 5.0), ("onnxruntime", 1.5)):
+            add(f"streaming step at batch 1 >= {need}x faster than {peer}" + (" LSTMCell/GRUCell" * (peer == "torch")),
+                [(f"{s['cell']} H{s['H']}", s["peers"].get(peer, {}).get("rnnkit_speedup")) for s in streaming],
+                lambda v, need=need: v >= need)
 
-    large = []
-    for cell in prof.cells:
-        r = record("inference", K.Case(cell, *prof.large))
-        large.append((f"{cell}", r and r["peers"].get("rnnkit", {}).get("gemm_fraction", 0) * 100))
-    add(f"H={prof.large[1]} forward >= 75% of numpy GEMM throughput (rnnkit GFLOP/s / numpy.matmul GFLOP/s "
-        "on the same products)", large, lambda v: v >= 75.0, unit="%")
-
-    vl = []
-    for mode in MODES:
+    if results:
+        large = []
         for cell in prof.cells:
-            case = K.Case(cell, *prof.varlen, varlen=True)
-            r, p = record(mode, case, "varlen"), record(mode, case, "padded")
-            ok = r and p and "rnnkit" in r["peers"] and "rnnkit" in p["peers"]
-            vl.append((f"{mode} {cell}", p["peers"]["rnnkit"]["median_s"] / r["peers"]["rnnkit"]["median_s"]
-                       if ok else None))
-    add("variable-length no slower than the same batch at full length (rnnkit padded time / varlen time)", vl,
-        lambda v: v >= 1.0)
+            r = record("inference", K.Case(cell, *prof.large))
+            large.append((f"{cell}", r and r["peers"].get("rnnkit", {}).get("gemm_fraction", 0) * 100))
+        add(f"H={prof.large[1]} forward >= 75% of numpy GEMM throughput (rnnkit GFLOP/s / numpy.matmul GFLOP/s "
+            "on the same products)", large, lambda v: v >= 75.0, unit="%")
 
-    add(">= 5x the NumPy reference, every training grid point", speedups("training", K.CELLS, "reference"),
-        lambda v: v >= 5.0)
+        vl = []
+        for mode in MODES:
+            for cell in prof.cells:
+                case = K.Case(cell, *prof.varlen, varlen=True)
+                r, p = record(mode, case, "varlen"), record(mode, case, "padded")
+                ok = r and p and "rnnkit" in r["peers"] and "rnnkit" in p["peers"]
+                vl.append((f"{mode} {cell}", p["peers"]["rnnkit"]["median_s"] / r["peers"]["rnnkit"]["median_s"]
+                           if ok else None))
+        add("variable-length no slower than the same batch at full length (rnnkit padded time / varlen time)", vl,
+            lambda v: v >= 1.0)
+
+        add(">= 5x the NumPy reference, every training grid point", speedups("training", K.CELLS, "reference"),
+            lambda v: v >= 5.0)
     if memory:
         add("training-step peak memory <= torch's (rnnkit / torch ru_maxrss growth)",
             [(m["label"], m.get("ratio_rnnkit_over_torch")) for m in memory], lambda v: v <= 1.0)
+    if model_api:
+        step, b1 = model_api["step"], model_api["batch1"]
+        add(f"model API training step within 5% of Sequential's (functional and subclassed time / Sequential's, "
+            f"LSTM({step['H']}) -> Dense(1), N{step['N']} T{step['T']} C{step['C']})",
+            [(k, step["train"].get(k, {}).get("ratio_to_sequential")) for k in MODEL_KINDS[1:]], lambda v: v <= 1.05)
+        for what, how in (("predict", "predict(x)"), ("call", "model(x)")):
+            seq = b1[what]["sequential"]["overhead_us"]
+            add(f"batch-1 {how} overhead over the kernels: functional's <= Sequential's ({seq:.1f} us; "
+                f"LSTM({b1['H']}) -> Dense(1), T{b1['T']} C{b1['C']}; model time - kernel time)",
+                [("functional", b1[what]["functional"]["overhead_us"])], lambda v, seq=seq: v <= seq, unit=" us")
     return targets
 
 
@@ -502,6 +536,42 @@ def table(headers, rows):
 
 def _num(v, fmt):
     return "-" if v is None else format(v, fmt)
+
+
+def print_model_api(api):
+    """The model API section: times of each kind of model, ratio = its time / Sequential's; batch-1 overheads."""
+    step, b1 = api["step"], api["batch1"]
+    at = f"N{step['N']} T{step['T']} C{step['C']} H{step['H']}"
+    print(f"\n== model API: the same LSTM -> Dense(1) in Sequential, functional and subclassed models (median; "
+          f"ratio: time / Sequential's) ==")
+    rows = []
+    for label, rec, what, scale, unit in ((f"train_on_batch {at}", step, "train", 1e3, "ms"),
+                                         (f"predict {at}", step, "predict", 1e3, "ms"),
+                                         (f"predict N1 T{b1['T']} C{b1['C']} H{b1['H']}", b1, "predict", 1e6, "us"),
+                                         (f"model(x) N1 T{b1['T']} C{b1['C']} H{b1['H']}", b1, "call", 1e6, "us")):
+        row = [label, unit]
+        for k in MODEL_KINDS:
+            s = rec[what][k]
+            row += [_num(s["median_s"] * scale, ".3f" if unit == "ms" else ".1f")]
+            if k != "sequential":
+                row += [_num(s["ratio_to_sequential"], ".3f")]
+        rows.append(row)
+    print(table(["case", "unit", "sequential", "functional", "ratio", "subclassed", "ratio"], rows))
+    print(f"\n  batch-1 overhead over the bare kernels ({b1['kernels']['median_us']:.1f} us: lstm_forward without "
+          "cache + the Dense's matmul), us; in brackets: minus Sequential's")
+    rows = []
+    for what, how in (("predict", "predict(x)"), ("call", "model(x)")):
+        row = [how]
+        for k in MODEL_KINDS:
+            s = b1[what][k]
+            row += [_num(s["overhead_us"], ".1f") + ("" if k == "sequential" else
+                                                    f" ({s['overhead_minus_sequential_us']:+.1f})")]
+        rows.append(row)
+    print(table(["overhead", *MODEL_KINDS], rows))
+    garbage = {f"{what} {k}": rec[what][k]["cyclic_garbage"] for rec, whats in ((step, ("train", "predict")),
+                                                                              (b1, ("predict", "call")))
+               for what in whats for k in MODEL_KINDS}
+    print("  objects left to the cycle collector per call: " + ", ".join(f"{n} {v}" for n, v in garbage.items()))
 
 
 def print_report(out, peer_names):
@@ -521,6 +591,8 @@ def print_report(out, peer_names):
           "memory, mostly).")
     others = [p for p in peer_names if p != "rnnkit"]
     for mode in MODES:
+        if not any(r["mode"] == mode for r in out["results"]):
+            continue  # a section not run (--only)
         rows = []
         for r in (r for r in out["results"] if r["mode"] == mode):
             p = r["peers"]
@@ -549,19 +621,21 @@ def print_report(out, peer_names):
         for n in notes:
             print(f"  skipped {n}")
 
-    print("\n== streaming: one step at batch 1, state carried in Python (microseconds per step, median of blocks) ==")
-    rows = []
-    for s in out["streaming"]:
-        row = [f"{s['cell']} H{s['H']}", _num(s["peers"].get("rnnkit", {}).get("median_us"), ".1f")]
-        for o in others:
-            q = s["peers"].get(o)
-            row += [_num(q and q["median_us"], ".1f"), _num(q and q.get("rnnkit_speedup"), ".2f")]
-        row += [_num(s.get("matvec_us"), ".1f"), _num(s.get("rnnkit_of_matvec") and 100 * s["rnnkit_of_matvec"], ".0f"), _num(s.get("rnnkit_weight_gb_s"), ".0f")]
-        rows.append(row + [_num(s.get("background_cores"), ".2f")])
-    print(table(["case", "rnnkit us"] + [h for o in others for h in (f"{o} us", "ratio")]
-                + ["matvec us", "% matvec", "GB/s", "bg"], rows))
-    print("  matvec: numpy.matmul of the step's weights [G*H, C+H] by a vector, which reads each weight once;"
-          " GB/s: the weights rnnkit reads per second")
+    if out["streaming"]:
+        print("\n== streaming: one step at batch 1, state carried in Python (microseconds per step, median of "
+              "blocks) ==")
+        rows = []
+        for s in out["streaming"]:
+            row = [f"{s['cell']} H{s['H']}", _num(s["peers"].get("rnnkit", {}).get("median_us"), ".1f")]
+            for o in others:
+                q = s["peers"].get(o)
+                row += [_num(q and q["median_us"], ".1f"), _num(q and q.get("rnnkit_speedup"), ".2f")]
+            row += [_num(s.get("matvec_us"), ".1f"), _num(s.get("rnnkit_of_matvec") and 100 * s["rnnkit_of_matvec"], ".0f"), _num(s.get("rnnkit_weight_gb_s"), ".0f")]
+            rows.append(row + [_num(s.get("background_cores"), ".2f")])
+        print(table(["case", "rnnkit us"] + [h for o in others for h in (f"{o} us", "ratio")]
+                    + ["matvec us", "% matvec", "GB/s", "bg"], rows))
+        print("  matvec: numpy.matmul of the step's weights [G*H, C+H] by a vector, which reads each weight once;"
+              " GB/s: the weights rnnkit reads per second")
     if any(s.get("after_idle") for s in out["streaming"]):
         rows = []
         for s in out["streaming"]:
@@ -575,11 +649,12 @@ def print_report(out, peer_names):
         print(f"\n== streaming after idle: one step {pause * 1e3:.0f} ms after the last (microseconds, median of calls) ==")
         print(table(["case", "rnnkit us"] + [h for o in others for h in (f"{o} us", "ratio")], rows))
 
-    print("\n== numpy.matmul float32 throughput on the kernels' products ==")
-    rows = [[f"[{g['M']},{g['K']}]x[{g['K']},{g['N']}]", _num(g["median_s"] * 1e6, ".1f"), _num(g["gflops"], ".1f")]
-            + ([str(g.get("eigen_gemm_benchmark", g.get("eigen_gemm_benchmark_error")))] if "eigen_gemm_benchmark" in g
-               or "eigen_gemm_benchmark_error" in g else []) for g in out["gemm"]]
-    print(table(["product", "us", "GFLOP/s"] + (["eigen"] if any(len(r) > 3 for r in rows) else []), rows))
+    if out["gemm"]:
+        print("\n== numpy.matmul float32 throughput on the kernels' products ==")
+        rows = [[f"[{g['M']},{g['K']}]x[{g['K']},{g['N']}]", _num(g["median_s"] * 1e6, ".1f"), _num(g["gflops"], ".1f")]
+                + ([str(g.get("eigen_gemm_benchmark", g.get("eigen_gemm_benchmark_error")))]
+                   if "eigen_gemm_benchmark" in g or "eigen_gemm_benchmark_error" in g else []) for g in out["gemm"]]
+        print(table(["product", "us", "GFLOP/s"] + (["eigen"] if any(len(r) > 3 for r in rows) else []), rows))
 
     if out["memory"]:
         print("\n== peak memory of one training step (ru_maxrss growth, fresh interpreter each) ==")
@@ -589,6 +664,9 @@ def print_report(out, peer_names):
             rows.append([mrec["label"], _num(r.get("delta_mib"), ".1f"), _num(t.get("delta_mib"), ".1f"),
                          _num(mrec.get("ratio_rnnkit_over_torch"), ".2f")])
         print(table(["case", "rnnkit MiB", "torch MiB", "rnnkit/torch"], rows))
+
+    if out.get("model_api"):
+        print_model_api(out["model_api"])
 
     print("\n== targets ==")
     for t in out["targets"]:
@@ -615,14 +693,18 @@ def run(args):
            "peers": peer_names, "missing_peers": missing}
     print(f"peers: {', '.join(peer_names)}" + (f"; missing: {missing}" if missing else ""), flush=True)
 
+    sections = getattr(args, "sections", set(SECTIONS))
+    out["sections"] = [s for s in SECTIONS if s in sections]
     grid = [K.Case(cell, *pt) for pt in prof.grid for cell in prof.cells]
     varlen = [K.Case(cell, *prof.varlen, varlen=True) for cell in prof.cells]
-    gemm = measure_gemm(grid + varlen, max(3, prof.repeats), prof.min_time, rnnkit)
+    gemm = {}
+    if "kernels" in sections:
+        gemm = measure_gemm(grid + varlen, max(3, prof.repeats), prof.min_time, rnnkit)
+        print(f"gemm: {len(gemm)} shapes ({time.perf_counter() - t_start:.0f} s)", flush=True)
     out["gemm"] = list(gemm.values())
-    print(f"gemm: {len(gemm)} shapes ({time.perf_counter() - t_start:.0f} s)", flush=True)
 
     out["results"], gemm_times = [], {}
-    for mode in MODES:
+    for mode in MODES if "kernels" in sections else ():
         for case in grid + varlen:
             recs = measure_case(peers, case, mode, prof, gemm, gemm_times)
             if not recs:
@@ -635,15 +717,24 @@ def run(args):
                   + f"  bg {recs[0]['background_cores'] or 0:.2f}  ({time.perf_counter() - t_start:.0f} s)", flush=True)
 
     out["streaming"] = []
-    for cell in prof.stream_cells:
+    for cell in prof.stream_cells if "streaming" in sections else ():
         for H in prof.stream_H:
             out["streaming"].append(measure_stream(peers, cell, H, prof))
-    print(f"streaming done ({time.perf_counter() - t_start:.0f} s)", flush=True)
+    if "streaming" in sections:
+        print(f"streaming done ({time.perf_counter() - t_start:.0f} s)", flush=True)
 
     mem_peers = [n for n in ("rnnkit", "torch") if n in peer_names]
-    out["memory"] = [] if args.no_memory else measure_memory(mem_peers, prof.memory_points, prof.memory_cells,
-                                                                   args.threads)
-    out["targets"] = evaluate_targets(out["results"], out["streaming"], out["memory"], prof)
+    out["memory"] = [] if args.no_memory or "memory" not in sections else measure_memory(
+        mem_peers, prof.memory_points, prof.memory_cells, args.threads)
+
+    out["model_api"] = None
+    if "model_api" in sections:
+        rnnkit.set_num_threads(args.threads)  # the section runs rnnkit's models whatever --peers says
+        load = BackgroundLoad()
+        out["model_api"] = measure_model_api(prof)
+        out["model_api"]["background_cores"] = load.cores()
+        print(f"model API done ({time.perf_counter() - t_start:.0f} s)", flush=True)
+    out["targets"] = evaluate_targets(out["results"], out["streaming"], out["memory"], prof, out["model_api"])
     out["machine"]["loadavg_end"] = list(os.getloadavg())
     out["machine"]["background_cores"] = run_load.cores()
     out["seconds"] = time.perf_counter() - t_start

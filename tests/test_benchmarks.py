@@ -110,10 +110,53 @@ def test_memory_records(results):
             assert "error" not in mrec["peers"]["torch"]
 
 
+def test_model_api_records(results):
+    # Sequential, functional and subclassed models of the same layers and weights, and the bare kernels at batch 1
+    data, _ = results
+    api, prof = data["model_api"], bench.PROFILES["smoke"]
+    kinds = ["sequential", "functional", "subclassed"]
+    step, b1 = api["step"], api["batch1"]
+    assert [step[k] for k in ("N", "T", "C", "H")] == list(prof.model_api_train)
+    assert [b1[k] for k in ("T", "C", "H")] == list(prof.model_api_small) and b1["N"] == 1
+    assert b1["kernels"]["median_s"] > 0 and b1["kernels"]["repeats"] == prof.model_api_repeats
+    for rec, whats in ((step, ("train", "predict")), (b1, ("predict", "call"))):
+        for what in whats:
+            assert list(rec[what]) == kinds
+            for k, s in rec[what].items():
+                assert s["median_s"] > 0 and s["median_us"] > 0 and s["ratio_to_sequential"] > 0, (what, k)
+                assert s["ratio_to_sequential_paired"] > 0, (what, k)
+                assert s["repeats"] == len(s["samples_s"]) == prof.model_api_repeats
+                assert s["cyclic_garbage"] >= 0
+                if rec is b1:
+                    assert s["overhead_us"] == pytest.approx((s["median_s"] - b1["kernels"]["median_s"]) * 1e6)
+                    # every model predicted what the kernels did
+                    assert s["max_abs_diff_vs_kernels"] < 1e-5, (what, k)
+                else:
+                    # identical weights: the same first loss and prediction as Sequential's
+                    assert s["max_abs_diff_vs_sequential"] < 1e-5, (what, k)
+            assert rec[what]["sequential"]["ratio_to_sequential"] == 1.0
+    assert b1["predict"]["sequential"]["overhead_minus_sequential_us"] == 0.0
+    assert step["predict_before_timing_max_abs_diff"] < 1e-5
+    assert "model_api" in data["sections"]
+
+
+def test_only_model_api(tmp_path):
+    out = bench.run(bench.parse_args(["--smoke", "--threads", "1", "--only", "model_api", "--json",
+                                      str(tmp_path / "only.json")]))
+    assert out["sections"] == ["model_api"] and out["model_api"]
+    assert out["results"] == out["streaming"] == out["memory"] == out["gemm"] == []
+    assert [t["name"] for t in out["targets"]] and all("model API" in t["name"] or "batch-1" in t["name"]
+                                                       for t in out["targets"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--only", "nothing"])
+
+
 def test_targets(results):
     data, _ = results
     names = [t["name"] for t in data["targets"]]
     assert any("NumPy reference" in n for n in names) and any("variable-length" in n for n in names)
+    assert any("model API training step" in n for n in names)
+    assert sum("batch-1" in n and "overhead" in n for n in names) == 2
     for t in data["targets"]:
         assert t["met"] in (True, False, None) and isinstance(t["detail"], str)
         if t["met"] is True:
