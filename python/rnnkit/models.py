@@ -48,7 +48,7 @@ class Model(Layer):
     several outputs the logs hold ``<output>_loss`` and ``<output>_<metric>`` beside ``loss``.
     """
 
-    _transient = Layer._transient + ("_last_outputs", "_grads")
+    _transient = Layer._transient + ("_last_outputs", "_grads", "_all_layers_cache")
 
     def __init__(self, *args, **kwargs):
         inputs = kwargs.pop("inputs", args[0] if args else None)
@@ -109,7 +109,11 @@ class Model(Layer):
         raise ValueError(f"name: no layer named {name!r}; the layers are {[l.name for l in self.layers]}")
 
     def _all_layers(self):
-        """Every layer inside the model once (layers within layers too), outermost first."""
+        """Every layer inside the model once (layers within layers too), outermost first (a functional model's,
+        once all are built, worked out once)."""
+        cached = self.__dict__.get("_all_layers_cache")
+        if cached is not None:
+            return cached
         found, seen, stack = [], set(), list(reversed(self.layers))
         while stack:
             layer = stack.pop()
@@ -119,6 +123,8 @@ class Model(Layer):
             found.append(layer)
             inner = layer.layers if isinstance(layer, Model) else layer.sublayers()
             stack.extend(reversed(inner))
+        if self._graph is not None and all(layer.built for layer in found):
+            self._all_layers_cache = found
         return found
 
     def _collect(self, trainable_only):
@@ -241,6 +247,9 @@ class Model(Layer):
                              f"{len(flat)}")
         return graph_module.pack_like(self._out_structure, self._graph.run(flat))
 
+    def _flat_inputs(self, inputs):
+        return self._inputs_from_dict(inputs) if isinstance(inputs, dict) else graph_module.flatten(inputs)
+
     def _inputs_from_dict(self, inputs):
         names = [t.node.layer.name for t in self._graph.flat_inputs]
         if isinstance(self._graph.inputs, dict):
@@ -261,13 +270,20 @@ class Model(Layer):
     def __call__(self, *args, **kwargs):
         """On arrays: the outputs as arrays (a list or dict for several); on tensors (inside another model's
         call, or a layer's): tensors, differentiated through; on symbolic tensors: a node of a functional graph."""
-        leaves = graph_module.flatten((args, kwargs))
-        if any(isinstance(a, Tensor) or getattr(a, "_symbolic", False) for a in leaves):
-            return call_layer(self, args, kwargs)
+        if not (len(args) == 1 and not kwargs and type(args[0]) is np.ndarray):  # the common case, quickly
+            leaves = graph_module.flatten((args, kwargs))
+            if any(isinstance(a, Tensor) or getattr(a, "_symbolic", False) for a in leaves):
+                return call_layer(self, args, kwargs)
         if not args:
             raise TypeError(f"model {self.name!r}: expected inputs as the first argument")
         x = self._check_x(args[0])
         training = kwargs.pop("training", None)
+        graph = self._graph
+        if graph is not None and len(args) == 1 and not kwargs and graph.plain_plan() is not None:
+            with no_backward(), _float_warnings_off():
+                values, _ = graph.run_plain(x, bool(training))
+            return values[0] if len(values) == 1 and graph.single_output else \
+                graph_module.pack_like(self._out_structure, values)
         with no_backward():
             out = self._run(x, bool(training), *args[1:], **kwargs)
         return graph_module.pack_like(out, [value_of(t) for t in graph_module.flatten(out)])
@@ -349,6 +365,10 @@ class Model(Layer):
     # ---- the training loop's hooks ----------------------------------------------------------------------
     def _forward(self, x, training):
         """x (checked) -> (flat list of output arrays, flat list of their masks)."""
+        graph = self._graph
+        if graph is not None and not (training and backward_possible()) and graph.plain_plan() is not None:
+            with _float_warnings_off():  # every layer built in: arrays from layer to layer, no tensors
+                return graph.run_plain(x if type(x) is list else self._flat_inputs(x), training)
         with _float_warnings_off():
             out = self._run(x, training)
         flat = [t if isinstance(t, Tensor) else Tensor(np.asarray(t)) for t in graph_module.flatten(out)]
@@ -368,6 +388,8 @@ class Model(Layer):
 
     def _predict_batch(self, x):
         values, _ = self._forward(x, training=False)
+        if self._graph is not None and self._graph.single_output:
+            return values[0]
         return graph_module.pack_like(self._out_structure, values)
 
     def _empty_output(self, x):
@@ -411,7 +433,8 @@ class Model(Layer):
                 raise ValueError(f"{label}: input {t.node.layer.name!r} takes arrays of shape {t.shape} (None: any "
                                  f"size), got {a.shape}")
             checked.append(a)
-        _same_count(checked, name)
+        if len(checked) > 1:
+            _same_count(checked, name)
         return checked
 
     def _check_y(self, y, x, name="y"):
@@ -678,6 +701,8 @@ class Model(Layer):
         cbs.on_predict_end()
         if not out:
             return self._empty_output(x)
+        if len(out) == 1:  # one batch: its arrays are the result (nothing else holds them)
+            return out[0]
         return graph_module.pack_like(out[0], [np.concatenate(parts) for parts in
                                                zip(*(graph_module.flatten(o) for o in out))])
 
@@ -898,9 +923,9 @@ class Sequential(Model):
             return values[0], masks[0]
         mask = None
         with _float_warnings_off():
-            for layer in self.layers:
+            for layer in self.layers:  # arrays through built-in layers: their own call, nothing on a tape
                 next_mask = layer.compute_mask(x, mask)
-                x = layer(x, mask=mask, training=training)
+                x = layer._run(x, mask=mask, training=training)
                 mask = next_mask
         return x, mask
 
@@ -1026,6 +1051,8 @@ def _lists(structure):
 
 def _count(x):
     """The number of samples in x (an array, or a list / dict of arrays with as many each)."""
+    if isinstance(x, np.ndarray):
+        return x.shape[0]
     leaves = graph_module.flatten(x)
     return leaves[0].shape[0] if leaves else 0
 
@@ -1034,6 +1061,8 @@ def _take(x, index):
     """The samples ``index`` (an index array or a slice) of every array in x."""
     if isinstance(x, np.ndarray):
         return x[index]
+    if isinstance(x, list) and all(isinstance(a, np.ndarray) for a in x):
+        return [a[index] for a in x]
     return graph_module.pack_like(x, [a[index] for a in graph_module.flatten(x)])
 
 
@@ -1049,6 +1078,11 @@ def _input_array(a, dtype, name, keep_integers=False):
     a = np.asarray(value_of(a))
     if a.ndim < 1:
         raise ValueError(f"{name}: expected a batch [N, ...], got a scalar")
+    if a.dtype == dtype and a.dtype.kind == "f":  # the input's own dtype: only the values to check
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name}: contains NaN or inf (first at index "
+                             f"{np.argwhere(~np.isfinite(a))[0].tolist()})")
+        return a
     if a.dtype.kind in "iub" and (keep_integers or np.dtype(dtype).kind in "iub"):
         return a
     if dtype is not None and np.dtype(dtype).kind in "iu":

@@ -16,13 +16,16 @@ import math
 
 import numpy as np
 
-from .calls import input_shapes, own_backward
+from .calls import _bind, accepts, input_shapes, own_backward
 from .tape import Operand, Tensor, not_recording
 
 __all__ = ["KerasTensor", "Input", "Graph", "symbolic_call", "symbolic_op", "flatten", "pack_like"]
 
 _names = itertools.count()
-TRIAL_LIMIT = 2**24  # values of the zero arrays a layer is tried on while a model is rebuilt from a file
+# values of the zero arrays a layer is tried on while a model is rebuilt from a file, and of what a trial of one of
+# rnnkit's layers or ops may make (at most 32 MB each, in float64)
+TRIAL_LIMIT = 2**22
+TRIAL_OUTPUTS = 2**12  # arrays an op of a file's graph may make (rnnkit.ops.split's pieces: each costs a trial)
 
 
 class KerasTensor(Operand):
@@ -95,6 +98,10 @@ def symbolic_call(layer, args, kwargs):
     x = args[0] if args else next(iter(kwargs.values()))
     shapes = input_shapes(x)
     if own_backward(type(layer)):
+        _, bound = _bind(layer, args, kwargs)  # a call the layer takes (its positional and keyword arguments)
+        unknown = [k for k in bound if not accepts(type(layer), k)]
+        if unknown:
+            raise TypeError(f"layer {layer.name!r}: its call takes no argument {unknown[0]!r}")
         layer.ensure_built(shapes)
         out_shapes = layer.compute_output_shape(shapes)
         returns_list = isinstance(out_shapes, list)
@@ -104,6 +111,8 @@ def symbolic_call(layer, args, kwargs):
         out_shapes, dtypes, returns_list = layer.symbolic_outputs(shapes)
     elif _defines_output_shape(type(layer)):
         if all(d is not None for t in flatten((args, kwargs)) if isinstance(t, KerasTensor) for d in t.shape[1:]):
+            if _loading() and type(layer).__module__.startswith("rnnkit."):  # a file's layer: what it makes bounded
+                check_trial_size(layer, layer.compute_output_shape(shapes), "outputs")
             _trial_outputs(layer, args, kwargs, fills=(2,))  # the call's own checks, with its own messages
         elif not layer.built:
             layer.build_from_shape(shapes)
@@ -117,6 +126,22 @@ def symbolic_call(layer, args, kwargs):
                for i, (s, d) in enumerate(zip(out_shapes, dtypes))]
     GraphNode(layer, args, kwargs, outputs, returns_list)
     return outputs if returns_list else outputs[0]
+
+
+def _loading():
+    from ..layers.base import loading
+
+    return loading()
+
+
+def check_trial_size(layer, shapes, what, fill=2):
+    """ValueError unless ``shapes`` (a shape, or a list of them; None for an axis of any size, counted as ``fill``)
+    hold at most TRIAL_LIMIT values together: what a layer of a file's graph may be tried on, or make."""
+    shapes = shapes if isinstance(shapes, list) and all(isinstance(s, (list, tuple)) for s in shapes) else [shapes]
+    values = sum(math.prod(fill if d is None else d for d in s) for s in shapes)
+    if values > TRIAL_LIMIT:
+        raise ValueError(f"layer {layer.name!r}: {what} of shapes {[tuple(s) for s in shapes]} are too large to "
+                         f"rebuild the model from a file (at most {TRIAL_LIMIT} values)")
 
 
 def _defines_output_shape(cls):
@@ -134,9 +159,8 @@ def _trial_outputs(layer, args, kwargs, fills=(2, 3)):
     for fill in fills:
         shapes = [tuple(fill if d is None else d for d in t.shape) for t in flatten((args, kwargs))
                   if isinstance(t, KerasTensor)]
-        if loading() and sum(math.prod(s) for s in shapes) > TRIAL_LIMIT:  # a file's architecture: bounded
-            raise ValueError(f"layer {layer.name!r}: inputs of shapes {shapes} are too large to rebuild the model "
-                             f"from a file (a layer is tried on at most {TRIAL_LIMIT} values)")
+        if loading():  # a file's architecture: bounded
+            check_trial_size(layer, shapes, "inputs")
 
         def concrete(t, fill=fill):
             if isinstance(t, KerasTensor):
@@ -216,6 +240,7 @@ class Graph:
     def __init__(self, inputs, outputs):
         self.inputs, self.outputs = inputs, outputs
         self.flat_inputs, self.flat_outputs = flatten(inputs), flatten(outputs)
+        self.single_output = isinstance(outputs, KerasTensor)  # not in a list or dict
         for what, tensors in (("inputs", self.flat_inputs), ("outputs", self.flat_outputs)):
             for t in tensors:
                 if not isinstance(t, KerasTensor):
@@ -257,6 +282,53 @@ class Graph:
                 seen.add(id(node.layer))
                 found.append(node.layer)
         return found
+
+    def plain_plan(self):
+        """[(layer, input, state inputs, training, returns a list, outputs)] when every node calls a built-in layer
+        (one that differentiates itself) on one tensor, with only ``initial_state`` and ``training`` besides: then
+        inference can pass arrays from layer to layer (``run_plain``). None otherwise. Worked out once."""
+        plan = getattr(self, "_plain", False)
+        if plan is not False:
+            return plan
+        from ..layers.base import Layer
+
+        plan = []
+        for node in self.nodes:
+            kwargs, args = node.kwargs, node.args
+            states = kwargs.get("initial_state")
+            states = [] if states is None else states if isinstance(states, (list, tuple)) else [states]
+            if not own_backward(type(node.layer)) or len(args) != 1 or not isinstance(args[0], KerasTensor) \
+                    or set(kwargs) - {"initial_state", "training"} \
+                    or not all(isinstance(t, KerasTensor) for t in states):
+                plan = None
+                break
+            passes_mask = type(node.layer).compute_mask is Layer.compute_mask  # its input's mask, or none
+            plan.append((node.layer, id(args[0]), [id(t) for t in states], kwargs.get("training"),
+                         node.returns_list, [id(t) for t in node.outputs], passes_mask))
+        self._plain = plan
+        return plan
+
+    def run_plain(self, values, training):
+        """(flat output arrays, their masks) for ``values`` (arrays, one per flat input), along ``plain_plan``."""
+        env = {id(t): (v, None) for t, v in zip(self.flat_inputs, values)}
+        for layer, x, states, train, returns_list, outputs, passes_mask in self._plain:
+            xv, mask = env[x]
+            if not layer.supports_masking:
+                mask = None
+            training_now = bool(training if train is None else train)
+            if states:
+                out = layer._run(xv, mask=mask, training=training_now, initial_state=[env[t][0] for t in states])
+            else:
+                out = layer._run(xv, mask=mask, training=training_now)
+            out_mask = mask if passes_mask else layer.compute_mask(xv, mask)
+            if returns_list:
+                masks = out_mask if isinstance(out_mask, list) else [out_mask] + [None] * (len(out) - 1)
+                for t, v, m in zip(outputs, out, masks):
+                    env[t] = (v, m)
+            else:
+                env[outputs[0]] = (out, out_mask[0] if isinstance(out_mask, list) else out_mask)
+        found = [env[id(t)] for t in self.flat_outputs]
+        return [v for v, _ in found], [m for _, m in found]
 
     def run(self, values):
         """The flat outputs for ``values`` (one per flat input: eager tensors), calling each node's layer."""

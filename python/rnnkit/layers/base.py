@@ -31,15 +31,17 @@ _name_counts = collections.Counter()  # Keras-style default names: lstm, lstm_1,
 _NO_BACKWARD = contextvars.ContextVar("rnnkit_no_backward", default=False)
 
 
-@contextlib.contextmanager
-def no_backward():
-    """Forward calls inside this block keep nothing for a backward pass (``Sequential.predict`` and
-    ``evaluate`` use it): the recurrent kernels then run without a cache, in less memory."""
-    token = _NO_BACKWARD.set(True)
-    try:
-        yield
-    finally:
-        _NO_BACKWARD.reset(token)
+class no_backward:
+    """Forward calls inside this block keep nothing for a backward pass (``predict`` and ``evaluate`` use it): the
+    recurrent kernels then run without a cache, in less memory."""
+
+    __slots__ = ("token",)
+
+    def __enter__(self):
+        self.token = _NO_BACKWARD.set(True)
+
+    def __exit__(self, *exc):
+        _NO_BACKWARD.reset(self.token)
 
 
 def backward_possible():
@@ -288,7 +290,13 @@ class Layer:
     def sublayers(self):
         """The layers this one holds in its attributes (directly, or in lists, tuples and dicts), in the order
         they were assigned."""
-        return [layer for _, layer in self.named_sublayers()]
+        found = []
+        for value in self.__dict__.values():
+            items = value.values() if type(value) is dict else value if type(value) in (list, tuple) else (value,)
+            for item in items:
+                if isinstance(item, Layer) and item is not self and not any(item is f for f in found):
+                    found.append(item)
+        return found
 
     def named_sublayers(self):
         """[(attribute path, layer)] for ``sublayers``: ``blocks.0`` for the first layer of a list ``blocks``."""
