@@ -9,6 +9,10 @@ with ``call``), all three holding identical weights, timed against each other in
   (``rnnkit.functional.lstm_forward`` on the time-major [T, 1, C] array with the layer's weights and
   ``return_cache=False``, then the Dense's ``h @ kernel + bias``): the overhead is model time - kernel time.
 
+- Leading padding (``model_api_train`` sizes, an LSTM(H) layer's forward and backward, return_sequences False and
+  True, and inference): a batch whose masks pad at the start (``pad_sequences``' default ``padding="pre"``)
+  against the same sequences padded at the end, lengths uniform in [T/5, T]; ratio = left / right.
+
 Ratios are of medians (``ratio_to_sequential``), and also the median of the per-round ratios
 (``ratio_to_sequential_paired``). Every record also gives ``cyclic_garbage``: the objects one call leaves to the
 cycle collector (which the timing, with the collector off during a round as in timeit, does not charge to the call).
@@ -166,9 +170,48 @@ def measure_batch1(rnnkit, prof):
     return rec
 
 
+def measure_leading_padding(rnnkit, prof):
+    """An LSTM layer on left-padded masks against the same sequences right-padded, interleaved: {case: {"left",
+    "right" (summaries), "ratio" (left / right medians), "ratio_paired"}}."""
+    from rnnkit.layers.base import no_backward
+
+    N, T, C, H = prof.model_api_train
+    rng = np.random.default_rng(4)
+    lengths = rng.integers(max(1, T // 5), T + 1, N)
+    right = np.arange(T) < lengths[:, None]
+    left = np.arange(T) >= (T - lengths)[:, None]
+    x = rng.standard_normal((N, T, C)).astype(np.float32)
+    x_left = np.where(left[..., None], x[np.arange(N)[:, None], (np.arange(T) - (T - lengths)[:, None]) % T], 0)
+    fns, record = {}, {}
+    for sequences in (False, True):
+        layer = rnnkit.layers.LSTM(H, return_sequences=sequences)
+        layer(x, mask=right)
+        tag = "sequences" if sequences else "last"
+
+        def train(data, mask, layer=layer):
+            out = layer(data, mask=mask, training=True)
+            return layer.backward(np.ones_like(out))
+
+        def infer(data, mask, layer=layer):
+            with no_backward():
+                return layer(data, mask=mask)
+        for name, fn in ((f"train {tag}", train), (f"inference {tag}", infer)):
+            fns[f"{name} right"] = (lambda fn=fn: fn(x, right))
+            fns[f"{name} left"] = (lambda fn=fn: fn(x_left, left))
+    reps = {n: prof.model_api_repeats for n in fns}
+    raw = interleaved(fns, reps, prof.model_api_min_time, settle=prof.settle)
+    for name in sorted({n.rsplit(" ", 1)[0] for n in fns}):
+        a, b = summary(raw[f"{name} left"]["samples"]), summary(raw[f"{name} right"]["samples"])
+        record[name] = {"left": a, "right": b, "ratio": a["median_s"] / b["median_s"],
+                        "ratio_paired": _paired(raw, f"{name} left", f"{name} right")}
+    return {"N": N, "T": T, "C": C, "H": H, "cases": record}
+
+
 def measure_model_api(prof):
-    """{"step": measure_step's record, "batch1": measure_batch1's record}: JSON data."""
+    """{"step": measure_step's record, "batch1": measure_batch1's record, "leading_padding":
+    measure_leading_padding's}: JSON data."""
     from benchmarks.peers import import_rnnkit
 
     rnnkit = import_rnnkit()
-    return {"step": measure_step(rnnkit, prof), "batch1": measure_batch1(rnnkit, prof)}
+    return {"step": measure_step(rnnkit, prof), "batch1": measure_batch1(rnnkit, prof),
+            "leading_padding": measure_leading_padding(rnnkit, prof)}

@@ -520,6 +520,11 @@ def evaluate_targets(results, streaming, memory, prof, model_api=None):
             add(f"batch-1 {how} overhead over the kernels: functional's <= Sequential's ({seq:.1f} us; "
                 f"LSTM({b1['H']}) -> Dense(1), T{b1['T']} C{b1['C']}; model time - kernel time)",
                 [("functional", b1[what]["functional"]["overhead_us"])], lambda v, seq=seq: v <= seq, unit=" us")
+        lead = model_api.get("leading_padding")
+        if lead:
+            add(f"leading padding (padding=\"pre\") at most 10% over the same batch right-padded (LSTM({lead['H']}), "
+                f"N{lead['N']} T{lead['T']} C{lead['C']}; left / right time)",
+                [(case, r["ratio"]) for case, r in lead["cases"].items()], lambda v: v <= 1.10)
     return targets
 
 
@@ -572,6 +577,13 @@ def print_model_api(api):
                                                                               (b1, ("predict", "call")))
                for what in whats for k in MODEL_KINDS}
     print("  objects left to the cycle collector per call: " + ", ".join(f"{n} {v}" for n, v in garbage.items()))
+    lead = api.get("leading_padding")
+    if lead:
+        print(f"\n  leading padding: LSTM({lead['H']}) at N{lead['N']} T{lead['T']} C{lead['C']}, masks padded at the "
+              "start against the same sequences padded at the end (ms; ratio: left / right)")
+        rows = [[case, _num(r["right"]["median_s"] * 1e3, ".3f"), _num(r["left"]["median_s"] * 1e3, ".3f"),
+                 _num(r["ratio"], ".3f")] for case, r in lead["cases"].items()]
+        print(table(["case", "right", "left", "ratio"], rows))
 
 
 def print_report(out, peer_names):

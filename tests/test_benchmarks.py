@@ -137,6 +137,11 @@ def test_model_api_records(results):
             assert rec[what]["sequential"]["ratio_to_sequential"] == 1.0
     assert b1["predict"]["sequential"]["overhead_minus_sequential_us"] == 0.0
     assert step["predict_before_timing_max_abs_diff"] < 1e-5
+    lead = api["leading_padding"]
+    assert [lead[k] for k in ("N", "T", "C", "H")] == list(prof.model_api_train)
+    assert sorted(lead["cases"]) == ["inference last", "inference sequences", "train last", "train sequences"]
+    for r in lead["cases"].values():
+        assert r["ratio"] == pytest.approx(r["left"]["median_s"] / r["right"]["median_s"]) and r["ratio_paired"] > 0
     assert "model_api" in data["sections"]
 
 
@@ -145,8 +150,8 @@ def test_only_model_api(tmp_path):
                                       str(tmp_path / "only.json")]))
     assert out["sections"] == ["model_api"] and out["model_api"]
     assert out["results"] == out["streaming"] == out["memory"] == out["gemm"] == []
-    assert [t["name"] for t in out["targets"]] and all("model API" in t["name"] or "batch-1" in t["name"]
-                                                       for t in out["targets"])
+    assert [t["name"] for t in out["targets"]] and all(
+        "model API" in t["name"] or "batch-1" in t["name"] or "leading padding" in t["name"] for t in out["targets"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--only", "nothing"])
 

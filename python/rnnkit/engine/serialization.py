@@ -80,7 +80,7 @@ def serialize_layer(layer):
     name = _builtin(cls)
     if name is not None:
         return {"class_name": name, "config": layer.get_config()}
-    key = get_registered_name(cls)
+    key = get_registered_name(cls) or _scoped_name(cls)
     if key is None:
         raise ValueError(
             f"layer {layer.name!r} is an instance of {cls.__module__}.{cls.__qualname__}, which is not registered, so "
@@ -88,6 +88,14 @@ def serialize_layer(layer):
             f"(give it a get_config() returning its constructor arguments if it takes any), then save again")
     config = json_config(layer, layer.get_config())
     return {"class_name": cls.__name__, "registered_name": key, "config": config}
+
+
+def _scoped_name(cls):
+    """The name a class given in ``custom_objects`` (the current scope) is serialized under, or None."""
+    for name, obj in (_CUSTOM.get() or {}).items():
+        if obj is cls:
+            return cls.__dict__.get("_registered_name") or name
+    return None
 
 
 def json_config(layer, config):

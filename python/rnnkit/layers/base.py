@@ -88,15 +88,25 @@ def mask_to_lengths(mask, leading=False):
     if mask.ndim != 2:
         raise ValueError(f"mask: expected a boolean array [N, T], got shape {mask.shape}")
     lengths = mask.sum(axis=1, dtype=np.int64)
-    steps = np.arange(mask.shape[1])
-    right = mask == (steps < lengths[:, None])
-    if right.all():
-        return (lengths, None) if leading else lengths
-    offsets = mask.shape[1] - lengths
-    left = mask == (steps >= offsets[:, None])
-    bad = np.flatnonzero(~(right.all(axis=1) | left.all(axis=1)) if leading else ~right.all(axis=1))
-    if bad.size == 0:
-        return lengths, np.where(right.all(axis=1) & ~left.all(axis=1), 0, offsets)
+    T = mask.shape[1]
+    if leading:
+        if T == 0:
+            return lengths, None
+        # each row one run of True steps: starting at step 0 (right padding, or none) or ending at the last step
+        first = mask[:, 0]
+        runs = first.astype(np.int64)
+        if T > 1:
+            runs += np.count_nonzero(mask[:, 1:] & ~mask[:, :-1], axis=1)
+        right = first | (lengths == 0)
+        ok = (runs <= 1) & (right | mask[:, -1])
+        if ok.all():
+            return lengths, (None if right.all() else np.where(right, 0, T - lengths))
+        bad = np.flatnonzero(~ok)
+    else:
+        right = mask == (np.arange(T) < lengths[:, None])
+        if right.all():
+            return lengths
+        bad = np.flatnonzero(~right.all(axis=1))
     row = int(bad[0])
     where = "padding at the start or at the end of each sequence" if leading else \
         "padding at the end of each sequence"

@@ -141,9 +141,7 @@ class Recurrent(Layer):
 
     def call(self, x, mask=None, training=False, initial_state=None):
         x, lengths, offsets = sequence_batch(self, x, mask, leading=True)
-        if offsets is not None:  # left padding: the kernels run on the batch moved to right padding
-            x = shift_steps(x, offsets)
-        N, _, C = x.shape
+        N, T, C = x.shape
         in_mask = dropout_mask((N, 1, C), self.dropout, self.dtype) if training and self.dropout else None
         rec_mask = dropout_mask((N, self.units), self.recurrent_dropout, self.dtype) \
             if training and self.recurrent_dropout else None
@@ -155,7 +153,12 @@ class Recurrent(Layer):
             kw["recurrent_mask"] = rec_mask
         if self.n_states == 2:
             kw["c0"] = states0[1]
-        x_t = (x if in_mask is None else x * in_mask).transpose(1, 0, 2)  # [T, N, C] (functional copies it once)
+        if offsets is None:
+            x_t = (x if in_mask is None else x * in_mask).transpose(1, 0, 2)  # [T, N, C] (functional copies it once)
+        else:  # left padding: the kernels run on the batch moved to right padding, gathered time-major at once
+            x_t = x[np.arange(N)[None, :], (np.arange(T)[:, None] + offsets[None, :]) % T]
+            if in_mask is not None:
+                x_t *= in_mask.transpose(1, 0, 2)
         out = getattr(functional, f"{self.cell}_forward")(x_t, *self._kernel_weights(), h0=states0[0], **kw)
         y_t, states, cache = out[0], list(out[1:-1]), out[-1]  # y_t: [T, N, H]
         if self.stateful:
@@ -246,11 +249,12 @@ class Recurrent(Layer):
             if dy is not None:
                 dstates[0] = dy if dstates[0] is None else dstates[0] + dy
         out = getattr(functional, f"{self.cell}_backward")(cache, dy_t, *dstates)
-        dx = out[0].transpose(1, 0, 2)
+        if offsets is None:
+            dx = out[0].transpose(1, 0, 2)
+        else:  # back to the steps of the left-padded input, batch-major at once
+            dx = out[0][(np.arange(T)[None, :] - offsets[:, None]) % T, np.arange(N)[:, None]]
         if in_mask is not None:
             dx = dx * in_mask
-        if offsets is not None:
-            dx = shift_steps(dx, offsets, back=True)
         self.state_grads = list(out[1:1 + self.n_states])
         self.grads = list(out[1 + self.n_states:])[:len(self.weights)]
         return dx
