@@ -338,15 +338,23 @@ class Model(Layer):
         for data in config["layers"]:
             if data.get("class_name") == "InputLayer":
                 c = data["config"]
-                tensors[(c["name"], 0)] = [graph_module.Input(batch_shape=c["batch_shape"], dtype=c["dtype"],
-                                                              name=c["name"])]
+                layer = graph_module.Input(batch_shape=c["batch_shape"], dtype=c["dtype"], name=c["name"]).node.layer
+                tensors[(layer.name, 0)] = [layer.output]
             else:
                 layer = deserialize_layer(data)
-                layers[layer.name] = layer
+            if layer.name in layers:
+                raise ValueError(f"layers: the name {layer.name!r} is given to two layers")
+            layers[layer.name] = layer
 
         def resolve(structure):
             if isinstance(structure, dict) and set(structure) == {"__tensor__"}:
-                name, k, i = structure["__tensor__"]
+                where = structure["__tensor__"]  # [layer name, its call, the output of that call]
+                if not (isinstance(where, list) and len(where) == 3 and isinstance(where[0], str)
+                        and all(type(n) is int and n >= 0 for n in where[1:])):
+                    raise ValueError(f"nodes: expected a tensor as [layer name, call, output], got {where!r:.100}")
+                name, k, i = where
+                if (name, k) not in tensors or i >= len(tensors[(name, k)]):
+                    raise ValueError(f"nodes: no tensor {where!r:.100} (made by a call that comes before this one)")
                 return tensors[(name, k)][i]
             if isinstance(structure, list):
                 return [resolve(s) for s in structure]
@@ -355,6 +363,11 @@ class Model(Layer):
             return structure
 
         for name, args, kwargs in config["nodes"]:
+            if not isinstance(name, str) or isinstance(layers.get(name), graph_module._get_input_layer()) \
+                    or name not in layers:
+                raise ValueError(f"nodes: no layer named {name!r:.100} to call")
+            if not isinstance(args, list) or not isinstance(kwargs, dict):
+                raise ValueError(f"nodes: the call of {name!r} needs a list of arguments and a dict of keywords")
             out = layers[name](*resolve(args), **resolve(kwargs))
             k = counts.get(name, 0)
             counts[name] = k + 1
@@ -529,6 +542,11 @@ class Model(Layer):
         self._outputs_compiled = None
         if self._graph is not None:
             self._resolve_compile()
+        else:  # paired with the outputs at the first call; every name is checked now
+            for leaf in _compile_leaves(loss):
+                _named("loss", losses.get, leaf)
+            for leaf in _compile_leaves(metrics):
+                _metric(leaf, None)
         self.compiled = True
 
     def _check_compiled(self, what):
@@ -1102,6 +1120,15 @@ def _zeros_of_shapes(shapes):
         built = {k: _zeros_of_shapes(v) for k, v in items}
         return built if isinstance(shapes, dict) else list(built.values())
     return np.zeros(tuple(1 if d is None else d for d in shapes), np.float32)
+
+
+def _compile_leaves(spec):
+    """The losses or metrics in ``spec`` (one, or a list or dict of them per output; a serialized loss is one)."""
+    if isinstance(spec, dict) and set(spec) != {"class_name", "config"}:
+        return [leaf for value in spec.values() for leaf in _compile_leaves(value)]
+    if isinstance(spec, (list, tuple)):
+        return [leaf for value in spec for leaf in _compile_leaves(value)]
+    return [] if spec is None else [spec]
 
 
 def _per_output(argument, spec, names):

@@ -571,10 +571,17 @@ def _compile_config(model, include_optimizer):
     def metric_name(m):
         return m if isinstance(m, str) else m.name if not _is_plain_callable(m) else None
 
+    def loss_config(spec):  # a serialized loss (as a loaded model holds it) is one loss, not a dict of them
+        if isinstance(spec, dict) and set(spec) != {"class_name", "config"}:
+            return {k: loss_config(v) for k, v in spec.items()}
+        if isinstance(spec, (list, tuple)):
+            return [loss_config(s) for s in spec]
+        return None if spec is None else losses.serialize(losses.get(spec))
+
     metrics = named(metrics, metric_name) if metrics is not None else None
     if isinstance(metrics, list):
         metrics = [m for m in metrics if m is not None]
-    return {"loss": named(loss, lambda leaf: losses.serialize(losses.get(leaf))), "loss_weights": loss_weights,
+    return {"loss": loss_config(loss), "loss_weights": loss_weights,
             "metrics": metrics if metrics is not None else [], "optimizer": optimizer}
 
 
@@ -683,8 +690,8 @@ def _compile_from_file(path, model, tensors, metadata, compile):
     if compile:
         try:
             extra = {"loss_weights": config["loss_weights"]} if "loss_weights" in config else {}
-            model.compile(optimizer=config["optimizer"] or "rmsprop", loss=config["loss"], metrics=config["metrics"],
-                          **extra)
+            model.compile(optimizer="rmsprop" if config["optimizer"] is None else config["optimizer"],
+                          loss=config["loss"], metrics=config["metrics"], **extra)
             if state:
                 _restore_optimizer(model, state)
         except Exception as e:
@@ -698,7 +705,10 @@ def _load_model_graph(path, tensors, architecture, custom_objects):
 
     The layers are built inside ``weights_from`` with weights that are zero-stride views (nothing drawn or
     allocated), at most as many values as the file stores, then each view is replaced, everywhere it is held, by
-    the stored tensor of its path (``weight_paths``)."""
+    the stored tensor of its path (``weight_paths``). The layers and ops tried on zero arrays while the graph is
+    rebuilt are bounded by ``engine.functional.TRIAL_LIMIT`` (what they are given and, before they run, what they
+    would make), and a graph's configuration must be the one the rebuilt model gives (no unused layer, no call or
+    value more)."""
     from .engine.serialization import custom_object_scope, deserialize_layer
     from .layers.base import weights_from
 
@@ -725,11 +735,13 @@ def _load_model_graph(path, tensors, architecture, custom_objects):
                 values = sum(math.prod(1 if d is None else d for d in s)
                              for s in (shapes.values() if isinstance(shapes, dict) else
                                        shapes if isinstance(shapes, list) else [shapes]))
-                if not all(d is None or (isinstance(d, int) and d >= 0) for d in flatten(shapes)) \
+                if not all(d is None or (type(d) is int and d >= 0) for d in flatten(shapes)) \
                         or values > TRIAL_LIMIT:
                     raise _Mismatch(f"the recorded input shapes {_what(shapes)} are not shapes of at most "
                                     f"{TRIAL_LIMIT} values")
                 model.build(shapes)
+            # a graph's file says what its layers rebuild from it, and nothing else (no layer, call or value more)
+            rebuilt = json.loads(json.dumps(model.get_config())) if getattr(model, "_graph", None) else None
     except _Mismatch as e:
         raise _FileError(path, e) from None
     except Exception as e:  # the architecture is the file's data: whatever it breaks, the file is at fault
@@ -738,6 +750,15 @@ def _load_model_graph(path, tensors, architecture, custom_objects):
 
     if not isinstance(model, Model):
         raise _FileError(path, f"the architecture in the file is a {type(model).__name__}, not a model")
+    keys = {"class_name", "config"} | ({"registered_name"} if "registered_name" in architecture else set()) \
+        | ({"build_input_shape"} if model._graph is None else set())
+    if set(architecture) != keys:
+        kind = "functional" if model._graph is not None else "subclassed"
+        raise _FileError(path, f"the architecture in the file has the entries {sorted(architecture)}, a {kind} "
+                               f"model's has {sorted(keys)}")
+    if rebuilt is not None and not config_matches(architecture["config"], rebuilt):
+        raise _FileError(path, "the architecture in the file is not the one its layers rebuild from it (a value of "
+                               "the wrong type, one that another contradicts, or a layer or call outside the graph)")
     replace, used = {}, set()
     for key, view in weight_paths(model):
         array = weights.get(key)

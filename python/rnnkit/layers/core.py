@@ -4,13 +4,15 @@ Identity and OpLayer, which compute with ``rnnkit.ops`` and are differentiated b
 from __future__ import annotations
 
 import inspect
+import math
+import operator
 
 import numpy as np
 
 from .. import initializers
 from ..engine.functional import flatten, pack_like
 from ..engine.tape import value_of
-from .base import Layer, _default_name, as_float_array, get_initializer
+from .base import Layer, _default_name, as_float_array, get_initializer, loading
 from .recurrent import _rate, dropout_mask
 
 __all__ = ["InputLayer", "Dense", "Embedding", "Masking", "Dropout", "Activation", "Lambda", "Identity", "OpLayer", "ACTIVATIONS",
@@ -407,6 +409,8 @@ class OpLayer(Layer):
         values = iter(tensors)
         args, kwargs = pack_like(self._template, [next(values) if isinstance(leaf, _Slot) else leaf
                                                   for leaf in flatten(self._template)])
+        if loading():  # a file's op and arguments: what it would make is bounded before it runs
+            _check_op_result(self.name, self.op, args, kwargs)
         return self.op(*args, **kwargs)
 
     def get_config(self):
@@ -427,13 +431,73 @@ class OpLayer(Layer):
 
         config = dict(config)
         name = config.pop("function", None)
-        if not isinstance(name, str) or name not in ops.__all__:
-            raise ValueError(f"function: expected the name of an rnnkit.ops function, got {name!r:.100}")
+        # an op a graph can hold: one of rnnkit.ops' functions of tensors (those taking symbolic ones)
+        if not isinstance(name, str) or name not in ops.__all__ or not hasattr(getattr(ops, name), "__wrapped__"):
+            raise ValueError(f"function: expected the name of an rnnkit.ops function of tensors, got {name!r:.100}")
         args, kwargs = config.pop("args", []), config.pop("kwargs", {})
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise ValueError("args, kwargs: expected a list and a dict of the op's arguments")
-        return cls(getattr(ops, name), [_decode(a) for a in args], {k: _decode(v) for k, v in kwargs.items()},
-                   **config)
+        layer = cls(getattr(ops, name), [_decode(a) for a in args], {k: _decode(v) for k, v in kwargs.items()},
+                    **config)
+        if not layer._n_slots:
+            raise ValueError(f"args, kwargs: rnnkit.ops.{name} is applied to no symbolic tensor")
+        return layer
+
+
+_BROADCASTING = {"add", "subtract", "multiply", "divide", "power", "maximum", "minimum", "where", "clip", "less",
+                 "less_equal", "greater", "greater_equal", "equal"}
+
+
+def _check_op_result(layer_name, op, args, kwargs):
+    """ValueError when ``op(*args, **kwargs)`` (an rnnkit.ops function of tensors, tried while a model is rebuilt
+    from a file) would make more than TRIAL_LIMIT values or TRIAL_OUTPUTS arrays: found from the shapes of its
+    arguments, before it runs (a repeat, a one-hot, a broadcast, fancy indexing and a split can make far more than
+    they are given)."""
+    from ..engine.functional import TRIAL_LIMIT, TRIAL_OUTPUTS
+
+    name = getattr(op, "__name__", "")
+    a = inspect.signature(op.__wrapped__).bind(*args, **kwargs).arguments  # TypeError for a call it cannot take
+
+    def shape(x):
+        return np.shape(value_of(x))
+
+    def size(x):
+        return math.prod(shape(x))
+
+    pieces = 1
+    if name in _BROADCASTING:
+        values = math.prod(np.broadcast_shapes(*(shape(x) for x in a.values())))
+    elif name == "matmul":
+        s1, s2 = shape(a["x1"]), shape(a["x2"])
+        values = math.prod(np.broadcast_shapes(s1[:-2], s2[:-2])) * (s1[-2] if len(s1) > 1 else 1) * \
+            (s2[-1] if len(s2) > 1 else 1)
+    elif name == "repeat":
+        values = size(a["x"]) * max(0, operator.index(a["repeats"]))
+    elif name == "broadcast_to":
+        values = math.prod(np.broadcast_shapes(shape(a["x"]), tuple(np.atleast_1d(a["shape"]).tolist())))
+    elif name == "one_hot":
+        values = size(a["x"]) * max(0, operator.index(a["num_classes"]))
+    elif name == "take_slice":  # the index arrays' shape, then the shape numpy's indexing gives on items of no bytes
+        from ..ops import _index_value
+
+        key = _index_value(a["key"])
+        arrays = [np.shape(k) for k in (key if isinstance(key, tuple) else (key,))
+                  if isinstance(k, (list, np.ndarray)) and np.asarray(k).dtype.kind != "b"]
+        values = math.prod(np.broadcast_shapes(*arrays)) if arrays else 0
+        if values <= TRIAL_LIMIT:
+            values = np.broadcast_to(np.empty((), np.dtype([])), shape(a["x"]))[key].size
+    elif name == "split":
+        sections = a["indices_or_sections"]
+        pieces = sections if isinstance(sections, (int, np.integer)) else len(sections) + 1
+        values = size(a["x"])
+    else:  # elementwise, reductions, reshapes, casts, concatenations: no more than their arguments hold
+        values = sum(size(x) for x in flatten(list(a.values())))
+    if values > TRIAL_LIMIT or pieces > TRIAL_OUTPUTS:
+        raise ValueError(f"layer {layer_name!r}: rnnkit.ops.{name} would make {values} values"
+                         + (f" in {pieces} arrays" if pieces > 1 else "") + " on inputs of shapes "
+                         f"{[shape(x) for x in flatten(list(a.values())) if hasattr(value_of(x), 'shape')]}, more "
+                         f"than a model rebuilt from a file may try (at most {TRIAL_LIMIT} values in "
+                         f"{TRIAL_OUTPUTS} arrays)")
 
 
 def _encode(value, what, layer):
