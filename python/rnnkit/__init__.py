@@ -1,7 +1,5 @@
 """rnnkit: fast CPU recurrent neural networks (RNN, LSTM, GRU) with C++ forward and BPTT."""
 
-__version__ = "0.1.0"  # before the imports: saving records it in model files
-
 from . import (callbacks, convert, datasets, functional, generative, initializers, layers, losses, metrics, models,
                ops, optimizers, reference, saving, utils)
 from ._isa import build_info, get_num_threads, release_memory, set_num_threads
@@ -10,6 +8,7 @@ from .engine.tape import Tensor, Variable
 from .models import Model, Sequential
 from .random import set_seed
 from .saving import load_model
+from .version import __version__
 
 __all__ = [
     "Input", "Model", "Sequential", "load_model", "set_seed", "Tensor", "Variable", "KerasTensor",

@@ -31,9 +31,17 @@ from .engine.tape import Tensor, gradients, recording, value_of
 from .layers import Bidirectional, Embedding, Layer, Recurrent
 from .layers.base import as_float_array, backward_possible, no_backward
 from .random import generator
-from .saving import load_model  # keras.models.load_model; saving imports this module only inside its functions
 
 __all__ = ["Model", "Sequential", "load_model"]
+
+
+def __getattr__(name):
+    """``load_model`` (keras.models.load_model), imported when first asked for: rnnkit.saving imports this module."""
+    if name == "load_model":
+        from .saving import load_model
+
+        return load_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Model(Layer):
