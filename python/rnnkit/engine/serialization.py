@@ -60,7 +60,7 @@ def custom_object_scope(objects):
 
 
 def _builtin(cls):
-    from .. import layers
+    from ..layers import registry
     from ..models import Model, Sequential
     from .functional import _get_input_layer
 
@@ -70,7 +70,7 @@ def _builtin(cls):
         return "Functional"
     if cls is Sequential:
         return "Sequential"
-    return cls.__name__ if layers._CLASSES.get(cls.__name__) is cls else None
+    return cls.__name__ if registry._CLASSES.get(cls.__name__) is cls else None
 
 
 def serialize_layer(layer):
@@ -110,7 +110,7 @@ def json_config(layer, config):
 
 def deserialize_layer(data):
     """A new layer or model from ``serialize_layer``'s data."""
-    from .. import layers
+    from ..layers import registry
     from ..models import Model, Sequential
 
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
@@ -127,4 +127,4 @@ def deserialize_layer(data):
         return Model.from_config(data["config"])
     if data.get("class_name") == "Sequential":
         return Sequential.from_config(data["config"])
-    return layers.deserialize(data)
+    return registry.deserialize(data)

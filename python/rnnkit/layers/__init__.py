@@ -1,7 +1,8 @@
 """Keras-style layers on rnnkit's C++ kernels. Batch-major arrays: sequences are ``x: [N, T, C]``.
 
-``serialize(layer)`` / ``deserialize(data)`` turn a layer into plain JSON data ``{"class_name", "config"}``
-and back; only the classes listed here can be rebuilt (nothing is imported or executed from the data).
+``serialize(layer)`` / ``deserialize(data)`` (``rnnkit.layers.registry``) turn a layer into plain JSON data
+``{"class_name", "config"}`` and back; only the classes entered in the registry here can be rebuilt (nothing is
+imported or executed from the data).
 """
 
 from ..engine.functional import Input
@@ -9,14 +10,15 @@ from .base import Layer, mask_to_lengths
 from .core import Activation, Dense, Dropout, Embedding, Masking
 from .jordan import Jordan
 from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
+from .registry import _CLASSES, deserialize, serialize
 from .wrappers import Bidirectional
 from .rnn import GRUCell, LSTMCell, RNN, SimpleRNNCell, StackedRNNCells  # noqa: E402 - after the layers it wraps
 
 __all__ = ["Input", "Layer", "Recurrent", "SimpleRNN", "LSTM", "GRU", "Jordan", "Bidirectional", "Dense", "Embedding",
            "Masking", "Dropout", "Activation", "mask_to_lengths", "serialize", "deserialize"]
 
-_CLASSES = {cls.__name__: cls for cls in (SimpleRNN, LSTM, GRU, Jordan, Bidirectional, Dense, Embedding,
-                                          Masking, Dropout, Activation)}
+_CLASSES.update((cls.__name__, cls) for cls in (SimpleRNN, LSTM, GRU, Jordan, Bidirectional, Dense, Embedding,
+                                                Masking, Dropout, Activation))
 
 
 __all__ += ["RNN", "SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells"]
@@ -37,18 +39,3 @@ _CLASSES.update((cls.__name__, cls) for cls in (Concatenate, Add, Subtract, Mult
                                                 RepeatVector, Flatten, Reshape, Permute, Identity, OpLayer,
                                                 TimeDistributed))
 
-
-def serialize(layer):
-    """layer -> ``{"class_name": ..., "config": ...}`` (JSON-able)."""
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
-
-
-def deserialize(data):
-    """``{"class_name": ..., "config": ...}`` -> a new, unbuilt layer of one of rnnkit's layer classes."""
-    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-        raise ValueError(f"layer config: expected {{'class_name': ..., 'config': {{...}}}}, got {data!r:.200}")
-    cls = _CLASSES.get(data.get("class_name"))
-    if cls is None:
-        raise ValueError(f"layer config: unknown layer class {data.get('class_name')!r}; "
-                         f"expected one of {sorted(_CLASSES)}")
-    return cls.from_config(data["config"])

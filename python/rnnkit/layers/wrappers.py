@@ -11,6 +11,7 @@ from ..engine.functional import flatten, pack_like
 from ..engine.tape import value_of
 from .base import Layer
 from .recurrent import Recurrent
+from .registry import deserialize, serialize
 
 __all__ = ["Bidirectional", "TimeDistributed"]
 
@@ -139,8 +140,6 @@ class Bidirectional(Layer):
 
     @classmethod
     def from_config(cls, config):
-        from . import deserialize
-
         config = dict(config)
         return cls(deserialize(config.pop("layer")), **config)
 
@@ -206,13 +205,9 @@ class TimeDistributed(Layer):
         return (step[0], input_shape[1], *step[1:])
 
     def get_config(self):
-        from . import serialize
-
         return {**super().get_config(), "layer": serialize(self.layer)}
 
     @classmethod
     def from_config(cls, config):
-        from . import deserialize
-
         config = dict(config)
         return cls(deserialize(config.pop("layer")), **config)
