@@ -4,19 +4,12 @@ The backward passes are checked against central finite differences of the forwar
 forward passes against the contract's equations, its length / direction rules and its edge cases.
 """
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 from conftest import central_differences
 from numpy.testing import assert_allclose, assert_array_equal
 
-# Load reference.py from its path: it needs only numpy, while the package's __init__ may need the compiled part.
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "python" / "rnnkit" / "reference.py"
-_SPEC = importlib.util.spec_from_file_location("rnnkit_reference_under_test", _PATH)
-ref = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(ref)
+import rnnkit.reference as ref
 
 T, N, C, H = 4, 3, 2, 3
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru_reset_after", "gru_reset_before"]

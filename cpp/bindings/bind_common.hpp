@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <initializer_list>
 #include <memory>
@@ -17,6 +18,7 @@
 #include <unordered_map>
 #include <utility>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "rnnkit/sequence.hpp"
@@ -269,6 +271,69 @@ inline const int64_t* checked_lengths(const py::object& o, Index N, Index T) {
   return l;
 }
 
+// ---- A cell's options, as functional.py passes them: {"activations": ((name, alpha, beta), ...), "clip": float}
+// besides the cell's own flags. A missing option keeps the cell's default.
+
+inline Act activation_named(const std::string& name) {
+  static const std::pair<const char*, Act> table[] = {
+      {"tanh", Act::tanh}, {"sigmoid", Act::sigmoid}, {"relu", Act::relu}, {"linear", Act::linear},
+      {"hard_sigmoid", Act::hard_sigmoid}, {"elu", Act::elu}, {"softsign", Act::softsign},
+      {"softplus", Act::softplus}, {"selu", Act::selu}, {"affine", Act::affine}, {"leaky_relu", Act::leaky_relu},
+      {"thresholded_relu", Act::thresholded_relu}, {"scaled_tanh", Act::scaled_tanh}};
+  std::string known;
+  for (const auto& [n, a] : table) {
+    if (name == n) return a;
+    known += (known.empty() ? "" : ", ") + std::string(n);
+  }
+  throw py::value_error("options: unknown activation '" + name + "', expected one of " + known);
+}
+
+// Sets the cell's gates (in the cell's order) from options["activations"] and options["clip"]; the clip goes to
+// the first `clipped` of them (all by default).
+inline void read_gates(const py::dict& o, std::initializer_list<Gate*> gates, size_t clipped = size_t(-1)) {
+  if (o.contains("activations")) {
+    const py::object a = o["activations"];
+    if (!py::isinstance<py::tuple>(a) && !py::isinstance<py::list>(a))
+      throw py::type_error("options: activations must be a sequence of (name, alpha, beta)");
+    const auto seq = py::reinterpret_borrow<py::sequence>(a);
+    if (seq.size() != gates.size())
+      throw py::value_error("options: expected " + std::to_string(gates.size()) + " activations, got " +
+                            std::to_string(seq.size()));
+    size_t k = 0;
+    for (Gate* gate : gates) {
+      const py::object item = seq[k++];
+      try {
+        const auto [name, alpha, beta] = py::cast<std::tuple<std::string, double, double>>(item);
+        gate->act = Activation{activation_named(name), alpha, beta};
+      } catch (const py::cast_error&) {
+        throw py::type_error("options: each activation must be (name, alpha, beta), got " +
+                             std::string(py::repr(item)));
+      }
+    }
+  }
+  if (o.contains("clip") && !o["clip"].is_none()) {
+    double clip = 0;
+    try {
+      clip = py::cast<double>(o["clip"]);
+    } catch (const py::cast_error&) {
+      throw py::type_error("options: clip must be a number or None");
+    }
+    if (!(clip > 0) || !std::isfinite(clip))
+      throw py::value_error("options: clip must be a positive finite number, got " + std::to_string(clip));
+    size_t k = 0;
+    for (Gate* gate : gates)
+      if (k++ < clipped) gate->clip = clip;
+  }
+}
+
+// A bool option, false when missing.
+inline bool flag(const py::dict& o, const char* key, bool missing = false) {
+  if (!o.contains(key)) return missing;
+  const py::object v = o[key];
+  if (!py::isinstance<py::bool_>(v)) throw py::type_error(std::string("options: ") + key + " must be a bool");
+  return v.cast<bool>();
+}
+
 // Shapes of one call, read from x and W_hh and checked against every other argument.
 template <class Cell>
 Dims dims_of(const py::array& x, const py::array& W_hh) {
@@ -291,13 +356,29 @@ Weights<S> checked_weights(const Dims& d, const py::array& W_ih, const py::array
 // Returns (y, h_n, c_n or None, cache, inputs): cache is a dict of the arrays backward needs and inputs
 // (x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask) as given, both None when keep_cache is false
 // (inference: small working buffers instead, see ForwardBuffers).
+// The cell's own parameters [K*H], K = cell.n_params(): required when it has some, else None.
+template <class S, class Cell>
+const S* checked_params(const Cell& cell, const py::object& params, Index H) {
+  const Index K = cell.n_params();
+  if (K == 0) {
+    if (!params.is_none()) throw py::value_error("params: this cell has no parameters of its own; expected None");
+    return nullptr;
+  }
+  if (params.is_none())
+    throw py::value_error(std::string(cell.params_name()) + ": expected an array of shape [" + std::to_string(K) +
+                          "*H] = [" + std::to_string(K * H) + "], got None");
+  return optional<S>(params, cell.params_name(), {K * H}, "[K*H]");
+}
+
 template <class S, class Cell>
 py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W_ih, const py::array& W_hh,
-                        const py::array& b_ih, const py::array& b_hh, const py::object& h0, const py::object& c0,
-                        const py::object& lengths, const py::object& recurrent_mask, bool reverse, bool keep_cache) {
+                        const py::array& b_ih, const py::array& b_hh, const py::object& params, const py::object& h0,
+                        const py::object& c0, const py::object& lengths, const py::object& recurrent_mask,
+                        bool reverse, bool keep_cache) {
   const Dims d = dims_of<Cell>(x, W_hh);
   const Index T = d.T, N = d.N, H = d.H, GH = Cell::G * d.H;
-  const Weights<S> w = checked_weights<S, Cell>(d, W_ih, W_hh, b_ih, b_hh);
+  Weights<S> w = checked_weights<S, Cell>(d, W_ih, W_hh, b_ih, b_hh);
+  w.params = checked_params<S>(cell, params, H);
   ForwardBuffers<S> b{};
   b.x = checked<S>(x, "x", {T, N, d.C}, "[T, N, C]");
   b.h0 = optional<S>(h0, "h0", {N, H}, "[N, H]");
@@ -344,7 +425,8 @@ py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W
     arrays["h_last"] = h_last;
   }
   if (!keep_cache) return py::make_tuple(y, h_n, c_n, py::none(), py::none());
-  return py::make_tuple(y, h_n, c_n, arrays, py::make_tuple(x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask));
+  return py::make_tuple(y, h_n, c_n, arrays,
+                        py::make_tuple(x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask, params));
 }
 
 inline py::object item(const py::dict& d, const char* key) {
@@ -356,15 +438,16 @@ inline py::array required_array(const py::dict& d, const char* key) {
   return py::reinterpret_borrow<py::array>(o);
 }
 
-// Returns (dx, dh0, dc0 or None, dW_ih, dW_hh, db_ih, db_hh).
+// Returns (dx, dh0, dc0 or None, dW_ih, dW_hh, db_ih, db_hh, dparams or None).
 template <class S, class Cell>
 py::tuple backward_typed(const Cell& cell, const py::array& x, const py::array& W_ih, const py::array& W_hh,
-                         const py::array& b_ih, const py::array& b_hh, const py::object& lengths,
-                         const py::object& recurrent_mask, bool reverse, const py::dict& cache, const py::array& dy,
-                         const py::object& dh_n, const py::object& dc_n) {
+                         const py::array& b_ih, const py::array& b_hh, const py::object& params,
+                         const py::object& lengths, const py::object& recurrent_mask, bool reverse,
+                         const py::dict& cache, const py::array& dy, const py::object& dh_n, const py::object& dc_n) {
   const Dims d = dims_of<Cell>(x, W_hh);
   const Index T = d.T, N = d.N, C = d.C, H = d.H, GH = Cell::G * H;
-  const Weights<S> w = checked_weights<S, Cell>(d, W_ih, W_hh, b_ih, b_hh);
+  Weights<S> w = checked_weights<S, Cell>(d, W_ih, W_hh, b_ih, b_hh);
+  w.params = checked_params<S>(cell, params, H);
   BackwardBuffers<S> b{};
   b.x = checked<S>(x, "x", {T, N, C}, "[T, N, C]");
   b.lengths = checked_lengths(lengths, N, T);
@@ -391,6 +474,12 @@ py::tuple backward_typed(const Cell& cell, const py::array& x, const py::array& 
     b.dc0 = mut(a);
     dc0 = a;
   }
+  py::object dparams = py::none();
+  if (cell.n_params()) {
+    auto a = empty<S>({cell.n_params() * H});
+    b.dparams = mut(a);
+    dparams = a;
+  }
   const Scratch<S> work(static_cast<size_t>(T * N * (GH + (cell.has_dextra() ? H : 0))));
   b.dgates = work.data();
   b.dextra = cell.has_dextra() ? b.dgates + T * N * GH : nullptr;
@@ -398,7 +487,7 @@ py::tuple backward_typed(const Cell& cell, const py::array& x, const py::array& 
     py::gil_scoped_release release;
     backward(cell, d, w, b, get_num_threads());
   }
-  return py::make_tuple(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh);
+  return py::make_tuple(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh, dparams);
 }
 
 inline bool is_f32(const py::array& x) { return has_dtype<float>(x); }
@@ -419,7 +508,7 @@ void bind_cell(py::module_& m, const char* name, MakeCell make_cell) {
       (std::string(name) + "_forward").c_str(),
       [make_cell](py::handle x_in, py::handle W_ih_in, py::handle W_hh_in, py::handle b_ih_in, py::handle b_hh_in,
                   py::handle h0, py::handle c0, py::handle lengths_in, py::handle recurrent_mask_in, bool reverse,
-                  const py::dict& options, bool keep_cache) {
+                  const py::dict& options, bool keep_cache, py::handle params_in) {
         const py::array x = float_array(x_in, "x");
         check_float(x);
         const py::array W_ih = float_array(W_ih_in, "W_ih"), W_hh = float_array(W_hh_in, "W_hh"),
@@ -427,9 +516,10 @@ void bind_cell(py::module_& m, const char* name, MakeCell make_cell) {
         const py::object lengths = int64_lengths(lengths_in),
                          recurrent_mask = optional_float_array(recurrent_mask_in, "recurrent_mask");
         const Cell cell = make_cell(options);
+        const py::object params = optional_float_array(params_in, cell.params_name());
         auto run = [&](auto zero) {
           using S = decltype(zero);
-          return forward_typed<S>(cell, x, W_ih, W_hh, b_ih, b_hh, optional_float_array(h0, "h0"),
+          return forward_typed<S>(cell, x, W_ih, W_hh, b_ih, b_hh, params, optional_float_array(h0, "h0"),
                                   optional_float_array(c0, "c0"),
                                   lengths, recurrent_mask, reverse, keep_cache);
         };
@@ -437,17 +527,18 @@ void bind_cell(py::module_& m, const char* name, MakeCell make_cell) {
       },
       arg("x"), arg("W_ih"), arg("W_hh"), arg("b_ih"), arg("b_hh"), arg("h0").none(true), arg("c0").none(true),
       arg("lengths").none(true), arg("recurrent_mask").none(true), arg("reverse"), arg("options"),
-      arg("keep_cache") = true);
+      arg("keep_cache") = true, arg("params").none(true) = py::none());
   m.def(
       (std::string(name) + "_backward").c_str(),
       [make_cell](const py::array& x, const py::array& W_ih, const py::array& W_hh, const py::array& b_ih,
                   const py::array& b_hh, const py::object& lengths, const py::object& recurrent_mask, bool reverse,
-                  const py::dict& cache, py::handle dy, py::handle dh_n, py::handle dc_n, const py::dict& options) {
+                  const py::dict& cache, py::handle dy, py::handle dh_n, py::handle dc_n, const py::dict& options,
+                  const py::object& params) {
         check_float(x);
         const Cell cell = make_cell(options);
         auto run = [&](auto zero) {
           using S = decltype(zero);
-          return backward_typed<S>(cell, x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask, reverse, cache,
+          return backward_typed<S>(cell, x, W_ih, W_hh, b_ih, b_hh, params, lengths, recurrent_mask, reverse, cache,
                                    float_array(dy, "dy"), optional_float_array(dh_n, "dh_n"),
                                    optional_float_array(dc_n, "dc_n"));
         };
@@ -455,7 +546,8 @@ void bind_cell(py::module_& m, const char* name, MakeCell make_cell) {
       },
       arg("x").noconvert(), arg("W_ih").noconvert(), arg("W_hh").noconvert(), arg("b_ih").noconvert(),
       arg("b_hh").noconvert(), arg("lengths").none(true), arg("recurrent_mask").none(true), arg("reverse"),
-      arg("cache"), arg("dy"), arg("dh_n").none(true), arg("dc_n").none(true), arg("options"));
+      arg("cache"), arg("dy"), arg("dh_n").none(true), arg("dc_n").none(true), arg("options"),
+      arg("params").none(true) = py::none());
 }
 
 }  // namespace rnnkit::bind

@@ -8,10 +8,8 @@ namespace rnnkit::bind {
 namespace {
 
 Activation activation_of(const std::string& name, const char* argument, bool output) {
-  if (name == "tanh") return Activation::tanh;
-  if (name == "sigmoid") return Activation::sigmoid;
-  if (output && name == "linear") return Activation::linear;
-  if (!output && name == "relu") return Activation::relu;
+  if (name == "tanh" || name == "sigmoid" || (output ? name == "linear" : name == "relu"))
+    return Activation{activation_named(name)};
   throw py::value_error(std::string(argument) + ": expected one of " +
                         (output ? "'linear', 'tanh', 'sigmoid'" : "'tanh', 'relu', 'sigmoid'") + ", got '" + name +
                         "'");

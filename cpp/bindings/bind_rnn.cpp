@@ -6,7 +6,7 @@ namespace rnnkit::bind {
 void bind_rnn(py::module_& m) {
   bind_cell<RnnCell>(m, "rnn", [](const py::dict& o) {
     RnnCell cell;
-    cell.relu = o.contains("relu") && py::cast<bool>(o["relu"]);
+    read_gates(o, {&cell.f});
     return cell;
   });
 }

@@ -20,8 +20,10 @@ ONNX (operators RNN, LSTM, GRU): ``W: [D, G*H, C]``, ``R: [D, G*H, H]``, ``B: [D
 the input then the recurrent bias, both kept exactly); LSTM gates i, o, f, c; GRU gates z, r, h; D = 2 for
 ``direction="bidirectional"`` (forward first). rnnkit's ``gru_forward(..., reset_after=True)`` is ONNX's
 ``linear_before_reset=1``, ``reset_after=False`` is the default ``linear_before_reset=0``. The default
-activations (sigmoid, tanh; SimpleRNN tanh) are rnnkit's; LSTM peepholes (ONNX input ``P``) have no
-counterpart and must be absent. ``to_onnx_*`` takes one direction's weights (2-D / 1-D) or both stacked
+activations (sigmoid, tanh; SimpleRNN tanh) are rnnkit's; others, and ``clip``, are options of the functional
+kernels (``rnnkit.activations.onnx`` reads ONNX's names). LSTM peepholes (ONNX input ``P: [D, 3H]``, gates i, o, f)
+are the ``peepholes: [3H]`` of ``lstm_forward`` (gates i, f, o): ``from_onnx_peepholes`` / ``to_onnx_peepholes``.
+``to_onnx_*`` takes one direction's weights (2-D / 1-D) or both stacked
 along a leading axis ``[D, ...]``; ``from_onnx_*`` returns the direction ``direction`` (0 forward, 1 reverse).
 
 Every function returns new C-contiguous arrays with the input's dtype; a missing bias (``None``) is zero.
@@ -31,15 +33,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from .cells import CELLS
+
 __all__ = [
     "to_keras_rnn", "from_keras_rnn", "to_keras_lstm", "from_keras_lstm", "to_keras_gru", "from_keras_gru",
     "to_onnx_rnn", "from_onnx_rnn", "to_onnx_lstm", "from_onnx_lstm", "to_onnx_gru", "from_onnx_gru",
+    "to_onnx_peepholes", "from_onnx_peepholes",
 ]
 
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+_GATES = {name: spec.G for name, spec in CELLS.items()}
 # other layout's gate block k holds rnnkit's gate block ORDER[cell][k]
-_KERAS_ORDER = {"rnn": [0], "lstm": [0, 1, 2, 3], "gru": [1, 0, 2]}  # i f c o = i f g o; z r h = z r n
-_ONNX_ORDER = {"rnn": [0], "lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}  # i o f c <- i f g o; z r h <- r z n
+_KERAS_ORDER = {name: spec.keras_order() for name, spec in CELLS.items()}  # i f c o = i f g o; z r h = z r n
+_ONNX_ORDER = {name: spec.onnx_order() for name, spec in CELLS.items()}  # i o f c <- i f g o; z r h <- r z n
+# ONNX's peephole block k holds rnnkit's block _ONNX_PEEPHOLES[k]: i o f <- i f o
+_PEEPHOLES = CELLS["lstm"].params[0]
+_ONNX_PEEPHOLES = [_PEEPHOLES[2].index(g) for g in _PEEPHOLES[3]]
 
 
 def _reorder(a, order, axis):
@@ -264,3 +272,23 @@ def from_onnx_gru(W, R, B=None, direction=0):
     Run the result with ``reset_after = bool(linear_before_reset)``.
     """
     return _from_onnx("gru", W, R, B, direction)
+
+
+def to_onnx_peepholes(peepholes):
+    """rnnkit LSTM peepholes ``[3H]`` or ``[D, 3H]`` (gates i, f, o) -> ONNX's ``P [D, 3H]`` (i, o, f)."""
+    P = _float_array(peepholes, "peepholes")
+    if P.ndim not in (1, 2) or P.shape[-1] % 3:
+        raise ValueError(f"peepholes: expected shape [3H] or [D, 3H], got {list(P.shape)}")
+    P = P[None] if P.ndim == 1 else P
+    return _reorder(P, _ONNX_PEEPHOLES, axis=1)
+
+
+def from_onnx_peepholes(P, direction=0):
+    """ONNX LSTM peepholes ``P [D, 3H]`` (i, o, f) -> rnnkit's ``peepholes [3H]`` (i, f, o) of one direction."""
+    P = _float_array(P, "P")
+    if P.ndim != 2 or P.shape[1] % 3:
+        raise ValueError(f"P: expected shape [D, 3H], got {list(P.shape)}")
+    if direction not in range(P.shape[0]):
+        raise ValueError(f"direction: expected an index in [0, {P.shape[0]}) for P with D={P.shape[0]}, "
+                         f"got {direction!r}")
+    return _reorder(P[direction], _inverse(_ONNX_PEEPHOLES), axis=0)

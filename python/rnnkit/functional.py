@@ -19,6 +19,19 @@ have it too.
 ``return_cache=False`` (inference, like PyTorch under ``no_grad``) returns ``None`` in place of the
 cache and runs with small working buffers instead of keeping every step's state and gates.
 
+Variants of the cells (``rnnkit.cells`` lists each cell's facts):
+
+* ``activations``: the cell's activations in ONNX's order, RNN ``[f]``, GRU ``[f, g]``, LSTM ``[f, g, h]``
+  (f on the gates i, f, o / r, z; g on the candidate; h on the LSTM's ``c_t``), each a Keras name
+  (``"hard_sigmoid"``, ``"relu"``, ...) or a kernel triple ``(name, alpha, beta)`` of ``rnnkit.activations``.
+  The defaults (RNN tanh, GRU sigmoid/tanh, LSTM sigmoid/tanh/tanh) keep the fused, vectorised path; other
+  activations run element by element.
+* ``clip``: ONNX's cell clip, every gate's pre-activation limited to ``[-clip, clip]`` (not the LSTM's ``c_t``
+  where it enters h, as in ONNX Runtime); a clipped value passes no gradient.
+* ``peepholes: [3H]`` (LSTM): ONNX's ``P`` in the order i, f, o (``rnnkit.convert.from_onnx_lstm`` reorders
+  it): ``i = f(... + p_i * c_prev)``, ``f = f(... + p_f * c_prev)``, ``o = f(... + p_o * c_t)``; its gradient is
+  returned last by ``lstm_backward``.
+
 Arrays that are not C-contiguous (Fortran order, strided views) are copied once
 per call, on purpose; everything else is passed to the kernels without a copy.
 ``rnnkit.reference`` holds NumPy implementations with the same signatures.
@@ -27,6 +40,7 @@ per call, on purpose; everything else is passed to the kernels without a copy.
 from __future__ import annotations
 
 from . import _isa
+from .cells import cell_options, options_valid as _options_valid
 
 __all__ = [
     "Cache",
@@ -44,12 +58,13 @@ _NONLINEARITIES = ("tanh", "relu")
 class Cache:
     """What a forward call keeps for its backward call. Read-only; reusable."""
 
-    __slots__ = ("cell", "options", "inputs", "lengths", "recurrent_mask", "reverse", "arrays")
+    __slots__ = ("cell", "options", "inputs", "lengths", "recurrent_mask", "reverse", "arrays", "params")
 
-    def __init__(self, cell, options, inputs, lengths, recurrent_mask, reverse, arrays):
+    def __init__(self, cell, options, inputs, lengths, recurrent_mask, reverse, arrays, params=None):
         self.cell = cell
         self.options = options
         self.inputs = inputs  # (x, W_ih, W_hh, b_ih, b_hh)
+        self.params = params  # the cell's own parameters (LSTM peepholes [3H]) or None
         self.lengths = lengths
         self.recurrent_mask = recurrent_mask
         self.reverse = reverse
@@ -67,14 +82,16 @@ class Cache:
         return f"<rnnkit.functional.Cache of {self.cell}_forward: T={T}, N={N}, C={C}, H={self.inputs[2].shape[1]}>"
 
 
-def _forward(cell, options, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, recurrent_mask, return_cache):
+def _forward(cell, options, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, recurrent_mask, return_cache,
+             params=None):
     # the compiled module converts and checks every argument: nothing per array here, which a streaming
     # application (one call per step) would pay at every step
     y, h_n, c_n, arrays, inputs = getattr(_isa.current, f"{cell}_forward")(
-        x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, recurrent_mask, bool(reverse), options, bool(return_cache))
+        x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, recurrent_mask, bool(reverse), options, bool(return_cache),
+        params)
     if not return_cache:
         return y, h_n, c_n, None
-    return y, h_n, c_n, Cache(cell, options, inputs[:5], inputs[5], inputs[6], bool(reverse), arrays)
+    return y, h_n, c_n, Cache(cell, options, inputs[:5], inputs[5], inputs[6], bool(reverse), arrays, inputs[7])
 
 
 def _backward(cell, cache, dy, dh_n, dc_n):
@@ -83,26 +100,33 @@ def _backward(cell, cache, dy, dh_n, dc_n):
                         f"got {type(cache).__module__}.{type(cache).__qualname__}")
     if cache.cell != cell:
         raise TypeError(f"cache: expected a cache from {cell}_forward, got one from {cache.cell}_forward")
-    if not isinstance(cache.options, dict) or not all(isinstance(k, str) and isinstance(v, bool)
-                                                       for k, v in cache.options.items()):
-        raise TypeError(f"cache: its options must map names to bools, as {cell}_forward made them; got "
+    if not _options_valid(cache.options):
+        raise TypeError(f"cache: its options must be as {cell}_forward made them (flags, activations, clip); got "
                         f"{cache.options!r:.200}")
     kernel = getattr(_isa.current, f"{cell}_backward")
     c = cache
-    return kernel(*c.inputs, c.lengths, c.recurrent_mask, c.reverse, c.arrays, dy, dh_n, dc_n, c.options)
+    out = kernel(*c.inputs, c.lengths, c.recurrent_mask, c.reverse, c.arrays, dy, dh_n, dc_n, c.options,
+                 getattr(c, "params", None))
+    return out if out[-1] is not None else out[:-1]
 
 
 def rnn_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, nonlinearity="tanh", *,
-                recurrent_mask=None, return_cache=True):
+                activations=None, clip=None, recurrent_mask=None, return_cache=True):
     """Elman RNN over whole sequences: ``h_t = act(W_ih x_t + b_ih + W_hh h_prev + b_hh)``.
 
     x: [T, N, C]; W_ih: [H, C]; W_hh: [H, H]; b_ih, b_hh: [H]; h0: [N, H] or None (zeros);
-    lengths: [N] or None; nonlinearity: "tanh" or "relu"; recurrent_mask: [N, H] or None.
+    lengths: [N] or None; nonlinearity: "tanh" or "relu" (PyTorch's), or ``activations=[act]`` (any, see the
+    module's docstring); clip: float or None; recurrent_mask: [N, H] or None.
     Returns ``y: [T, N, H], h_n: [N, H], cache``.
     """
     if nonlinearity not in _NONLINEARITIES:
         raise ValueError(f"nonlinearity: expected one of {_NONLINEARITIES}, got {nonlinearity!r}")
-    y, h_n, _, cache = _forward("rnn", {"relu": nonlinearity == "relu"}, x, W_ih, W_hh, b_ih, b_hh, h0, None,
+    if activations is None:
+        activations = [nonlinearity]
+    elif nonlinearity != "tanh":
+        raise ValueError("nonlinearity: give either nonlinearity or activations, not both")
+    options = cell_options("rnn", activations, clip)
+    y, h_n, _, cache = _forward("rnn", options, x, W_ih, W_hh, b_ih, b_hh, h0, None,
                                 lengths, reverse, recurrent_mask, return_cache)
     return y, h_n, cache
 
@@ -112,40 +136,47 @@ def rnn_backward(cache, dy, dh_n=None):
 
     Returns ``dx: [T, N, C], dh0: [N, H], dW_ih: [H, C], dW_hh: [H, H], db_ih: [H], db_hh: [H]``.
     """
-    dx, dh0, _, dW_ih, dW_hh, db_ih, db_hh = _backward("rnn", cache, dy, dh_n, None)
+    dx, dh0, _, dW_ih, dW_hh, db_ih, db_hh = _backward("rnn", cache, dy, dh_n, None)[:7]
     return dx, dh0, dW_ih, dW_hh, db_ih, db_hh
 
 
-def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False, *, recurrent_mask=None,
-                 return_cache=True):
+def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False, *, peepholes=None,
+                 activations=None, clip=None, recurrent_mask=None, return_cache=True):
     """LSTM over whole sequences (gates i, f, g, o).
 
     x: [T, N, C]; W_ih: [4H, C]; W_hh: [4H, H]; b_ih, b_hh: [4H]; h0, c0: [N, H] or None (zeros);
-    lengths: [N] or None; recurrent_mask: [N, H] or None.
+    lengths: [N] or None; peepholes: [3H] (i, f, o) or None; activations: [f, g, h] or None (sigmoid, tanh,
+    tanh); clip: float or None; recurrent_mask: [N, H] or None.
     Returns ``y: [T, N, H], h_n: [N, H], c_n: [N, H], cache``.
     """
-    return _forward("lstm", {}, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, recurrent_mask, return_cache)
+    options = cell_options("lstm", activations, clip)
+    if peepholes is not None:
+        options["peepholes"] = True
+    return _forward("lstm", options, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, recurrent_mask,
+                    return_cache, peepholes)
 
 
 def lstm_backward(cache, dy, dh_n=None, dc_n=None):
     """Gradients of an LSTM. dy: [T, N, H]; dh_n, dc_n: [N, H] or None (zero).
 
     Returns ``dx: [T, N, C], dh0: [N, H], dc0: [N, H], dW_ih: [4H, C], dW_hh: [4H, H],
-    db_ih: [4H], db_hh: [4H]``.
+    db_ih: [4H], db_hh: [4H]``, and ``dpeepholes: [3H]`` after them when the forward had peepholes.
     """
     return _backward("lstm", cache, dy, dh_n, dc_n)
 
 
 def gru_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, reset_after=True, *,
-                recurrent_mask=None, return_cache=True):
+                activations=None, clip=None, recurrent_mask=None, return_cache=True):
     """GRU over whole sequences (gates r, z, n).
 
     ``reset_after=True`` (PyTorch): ``n = tanh(W_in x + b_in + r * (W_hn h_prev + b_hn))``;
     ``reset_after=False`` (classic Keras, ONNX): ``n = tanh(W_in x + b_in + W_hn (r * h_prev) + b_hn)``.
     x: [T, N, C]; W_ih: [3H, C]; W_hh: [3H, H]; b_ih, b_hh: [3H]; h0: [N, H] or None (zeros);
-    lengths: [N] or None; recurrent_mask: [N, H] or None. Returns ``y: [T, N, H], h_n: [N, H], cache``.
+    lengths: [N] or None; activations: [f, g] or None (sigmoid, tanh); clip: float or None;
+    recurrent_mask: [N, H] or None. Returns ``y: [T, N, H], h_n: [N, H], cache``.
     """
-    y, h_n, _, cache = _forward("gru", {"reset_after": bool(reset_after)}, x, W_ih, W_hh, b_ih, b_hh, h0, None,
+    options = cell_options("gru", activations, clip, reset_after=reset_after)
+    y, h_n, _, cache = _forward("gru", options, x, W_ih, W_hh, b_ih, b_hh, h0, None,
                                 lengths, reverse, recurrent_mask, return_cache)
     return y, h_n, cache
 
@@ -155,7 +186,7 @@ def gru_backward(cache, dy, dh_n=None):
 
     Returns ``dx: [T, N, C], dh0: [N, H], dW_ih: [3H, C], dW_hh: [3H, H], db_ih: [3H], db_hh: [3H]``.
     """
-    dx, dh0, _, dW_ih, dW_hh, db_ih, db_hh = _backward("gru", cache, dy, dh_n, None)
+    dx, dh0, _, dW_ih, dW_hh, db_ih, db_hh = _backward("gru", cache, dy, dh_n, None)[:7]
     return dx, dh0, dW_ih, dW_hh, db_ih, db_hh
 
 

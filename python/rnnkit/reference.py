@@ -23,6 +23,11 @@ Recurrent mask (Keras' recurrent dropout): recurrent_mask [N, H] or None. h_rec 
 what enters the W_hh product, the same mask at every step; the state itself is kept whole (GRU's z * h_prev
 term sees h_prev unmasked). None means no mask (h_rec = h_prev).
 
+Activations and clip (`rnnkit.functional`'s module docstring): each gate's activation is a kernel triple of
+`rnnkit.activations`, applied to its pre-activation clipped to [-clip, clip] when a clip is given (the gates'
+pre-activations, not the LSTM's c_t where it enters h); the gradient of a clipped pre-activation (|a| > clip)
+is zero.
+
 Each cell is a pair of step functions (one time step forward, one time step backward); the time loops
 `_forward_loop` / `_backward_loop` are shared by the three cells.
 """
@@ -30,6 +35,9 @@ Each cell is a pair of step functions (one time step forward, one time step back
 import functools
 
 import numpy as np
+
+from . import activations as _activations
+from .cells import cell_options, spec as _spec
 
 __all__ = [
     "Cache",
@@ -76,10 +84,28 @@ class Cache:
 # --------------------------------------------------------------------------------------------------
 
 
-def _sigmoid(a):
-    """Logistic function, elementwise; a: any shape."""
-    # sigmoid(a) = 1 / (1 + exp(-a)), written as exp(-log(1 + exp(-a))) so that exp never overflows
-    return np.exp(-np.logaddexp(0, -a))
+class _Gate:
+    """One activation of a cell with the clip of its pre-activation."""
+
+    def __init__(self, triple, clip):
+        self.triple, self.clip = triple, clip
+
+    def __call__(self, a):
+        """act(clip(a)); a: any shape."""
+        return _activations.forward(self.triple, a if self.clip is None else np.clip(a, -self.clip, self.clip))
+
+    def backward(self, a, y, d):
+        """d * act'(a) at y = self(a); zero where the pre-activation a was clipped."""
+        d = d * _activations.derivative(self.triple, y)
+        return d if self.clip is None else np.where(np.abs(a) > self.clip, 0, d)
+
+
+def _cell_gates(cell, options):
+    """The cell's gates (one _Gate per activation role, in the kernels' order) from its options."""
+    spec = _spec(cell)
+    triples = options.get("activations") or tuple(_activations.KERAS[d] for _, d, _ in spec.activations)
+    # the clip limits the gates' pre-activations, not the LSTM's c_t where it enters h (as ONNX Runtime does)
+    return [_Gate(t, options.get("clip") if gates else None) for t, (_, _, gates) in zip(triples, spec.activations)]
 
 
 def _prepare(x, weights, G, lengths, states, recurrent_mask):
@@ -217,7 +243,7 @@ def _gates_backward(weights, mask, x_t, h_rec, da_ih, da_hh):
     mask: [N, H] or None; x_t: [N, C]; h_rec: [N, H]; da_ih, da_hh: [N, G*H] gradients w.r.t. a_ih and a_hh.
     Returns (dx_t [N, C], dh_prev [N, H] (the part through a_hh), (dW_ih, dW_hh, db_ih, db_hh)).
     """
-    W_ih, W_hh, _, _ = weights
+    W_ih, W_hh = weights[:2]
     dx_t = da_ih @ W_ih
     dh_prev = _masked(da_hh @ W_hh, mask)
     return dx_t, dh_prev, (da_ih.T @ x_t, da_hh.T @ h_rec, da_ih.sum(axis=0), da_hh.sum(axis=0))
@@ -228,46 +254,46 @@ def _gates_backward(weights, mask, x_t, h_rec, da_ih, da_hh):
 # --------------------------------------------------------------------------------------------------
 
 
-def _rnn_step(weights, nonlinearity, mask, x_t, states):
+def _rnn_step(weights, gates, mask, x_t, states):
     """One RNN step. mask: [N, H] or None; x_t: [N, C]; states: (h_prev [N, H],). Returns ((h_t,), saved)."""
     W_ih, W_hh, b_ih, b_hh = weights
+    (f,) = gates
     (h_prev,) = states
     h_rec = _masked(h_prev, mask)
     # a = W_ih x_t + b_ih + W_hh h_rec + b_hh
     a = x_t @ W_ih.T + b_ih + h_rec @ W_hh.T + b_hh
-    # h_t = act(a), act = tanh or relu
-    h_t = np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0)
-    return (h_t,), (h_rec, h_t)
+    # h_t = f(a), f = tanh by default
+    h_t = f(a)
+    return (h_t,), (h_rec, a, h_t)
 
 
-def _rnn_step_backward(weights, nonlinearity, mask, x_t, saved, dstates):
+def _rnn_step_backward(weights, gates, mask, x_t, saved, dstates):
     """Backward of _rnn_step. x_t: [N, C]; dstates: (dh_t [N, H],)."""
-    h_rec, h_t = saved
+    h_rec, a, h_t = saved
+    (f,) = gates
     (dh_t,) = dstates
-    if nonlinearity == "tanh":
-        # tanh'(a) = 1 - tanh(a)^2 = 1 - h_t^2
-        da = dh_t * (1 - h_t * h_t)
-    else:
-        # relu'(a) = 1 if a > 0 else 0, and a > 0 iff h_t > 0
-        da = dh_t * (h_t > 0)
+    # da = dh_t * f'(a), f'(a) read from h_t = f(a) (tanh: 1 - h_t^2)
+    da = f.backward(a, h_t, dh_t)
     dx_t, dh_prev, dw = _gates_backward(weights, mask, x_t, h_rec, da, da)
     return dx_t, (dh_prev,), dw
 
 
 def rnn_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, nonlinearity="tanh", *,
-                recurrent_mask=None, return_cache=True):
-    """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_rec + b_hh), act = tanh or relu, h_rec = h_prev * mask.
+                activations=None, clip=None, recurrent_mask=None, return_cache=True):
+    """Elman RNN: h_t = f(W_ih x_t + b_ih + W_hh h_rec + b_hh), f = tanh or relu (nonlinearity) or
+    activations=[f], h_rec = h_prev * mask.
 
     x: [T, N, C]; W_ih: [H, C]; W_hh: [H, H]; b_ih: [H]; b_hh: [H]; h0: [N, H] or None (= zeros);
-    lengths: [N] ints in [0, T] or None (= all T); recurrent_mask: [N, H] or None (= no mask).
+    lengths: [N] ints in [0, T] or None (= all T); clip: float or None; recurrent_mask: [N, H] or None.
     Returns y: [T, N, H], h_n: [N, H] and a Cache for rnn_backward.
     """
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    options = cell_options("rnn", [nonlinearity] if activations is None else activations, clip)
     x, weights, valid, states, mask = _prepare(x, (W_ih, W_hh, b_ih, b_hh), 1, lengths, (h0,), recurrent_mask)
-    step = functools.partial(_rnn_step, weights, nonlinearity, mask)
+    step = functools.partial(_rnn_step, weights, _cell_gates("rnn", options), mask)
     y, (h_n,), steps = _forward_loop(step, x, states, valid, bool(reverse))
-    cache = Cache("rnn", {"nonlinearity": nonlinearity}, bool(reverse), x, weights, valid, mask, steps)
+    cache = Cache("rnn", options, bool(reverse), x, weights, valid, mask, steps)
     return y, h_n, cache if return_cache else None
 
 
@@ -280,7 +306,7 @@ def rnn_backward(cache, dy, dh_n=None):
     _check_cache(cache, "rnn")
     dy, dstates = _prepare_grads(cache, dy, (dh_n,))
     step_backward = functools.partial(
-        _rnn_step_backward, cache.weights, cache.options["nonlinearity"], cache.recurrent_mask
+        _rnn_step_backward, cache.weights, _cell_gates("rnn", cache.options), cache.recurrent_mask
     )
     dx, (dh0,), (dW_ih, dW_hh, db_ih, db_hh) = _backward_loop(step_backward, cache, dy, dstates)
     return dx, dh0, dW_ih, dW_hh, db_ih, db_hh
@@ -291,57 +317,83 @@ def rnn_backward(cache, dy, dh_n=None):
 # --------------------------------------------------------------------------------------------------
 
 
-def _lstm_step(weights, mask, x_t, states):
+def _lstm_step(weights, gates, mask, x_t, states):
     """One LSTM step. mask: [N, H] or None; x_t: [N, C]; states: (h_prev [N, H], c_prev [N, H]).
+    weights: (W_ih, W_hh, b_ih, b_hh) or with the peepholes P [3H] (i, f, o) after them.
     Returns ((h_t, c_t), saved)."""
-    W_ih, W_hh, b_ih, b_hh = weights
+    W_ih, W_hh, b_ih, b_hh = weights[:4]
+    F, G, Hc = gates
     h_prev, c_prev = states
     h_rec = _masked(h_prev, mask)
     # [a_i, a_f, a_g, a_o] = W_ih x_t + b_ih + W_hh h_rec + b_hh  (4 blocks of H)
     a = x_t @ W_ih.T + b_ih + h_rec @ W_hh.T + b_hh
     a_i, a_f, a_g, a_o = np.split(a, 4, axis=1)
-    # i = sigmoid(a_i), f = sigmoid(a_f), g = tanh(a_g), o = sigmoid(a_o)
-    i, f, g, o = _sigmoid(a_i), _sigmoid(a_f), np.tanh(a_g), _sigmoid(a_o)
+    if len(weights) > 4:
+        # peepholes: a_i += p_i * c_prev, a_f += p_f * c_prev
+        p_i, p_f, p_o = np.split(weights[4], 3)
+        a_i, a_f = a_i + p_i * c_prev, a_f + p_f * c_prev
+    # i = f(a_i), f = f(a_f), g = g(a_g)  (sigmoid, sigmoid, tanh by default)
+    i, f, g = F(a_i), F(a_f), G(a_g)
     # c_t = f * c_prev + i * g
     c_t = f * c_prev + i * g
-    # h_t = o * tanh(c_t)
-    tanh_c = np.tanh(c_t)
-    h_t = o * tanh_c
-    return (h_t, c_t), (h_rec, c_prev, i, f, g, o, tanh_c)
+    if len(weights) > 4:
+        a_o = a_o + p_o * c_t  # o sees c_t
+    o = F(a_o)
+    # h_t = o * h(c_t)
+    h_c = Hc(c_t)
+    h_t = o * h_c
+    return (h_t, c_t), (h_rec, c_prev, (a_i, a_f, a_g, a_o), i, f, g, o, c_t, h_c)
 
 
-def _lstm_step_backward(weights, mask, x_t, saved, dstates):
+def _lstm_step_backward(weights, gates, mask, x_t, saved, dstates):
     """Backward of _lstm_step. x_t: [N, C]; dstates: (dh_t [N, H], dc_t [N, H])."""
-    h_rec, c_prev, i, f, g, o, tanh_c = saved
+    h_rec, c_prev, (a_i, a_f, a_g, a_o), i, f, g, o, c_t, h_c = saved
+    F, G, Hc = gates
     dh_t, dc_t = dstates
-    # h_t = o * tanh(c_t)  =>  do = dh_t * tanh(c_t),  dc_t += dh_t * o * (1 - tanh(c_t)^2)
-    do = dh_t * tanh_c
-    dc = dc_t + dh_t * o * (1 - tanh_c * tanh_c)
+    # h_t = o * h(c_t)  =>  do = dh_t * h(c_t),  dc_t += dh_t * o * h'(c_t)
+    da_o = F.backward(a_o, o, dh_t * h_c)
+    dc = dc_t + Hc.backward(c_t, h_c, dh_t * o)
+    peepholes = len(weights) > 4
+    if peepholes:
+        p_i, p_f, p_o = np.split(weights[4], 3)
+        dc = dc + da_o * p_o  # a_o = ... + p_o * c_t
     # c_t = f * c_prev + i * g
-    di = dc * g
-    df = dc * c_prev
-    dg = dc * i
+    da_i = F.backward(a_i, i, dc * g)
+    da_f = F.backward(a_f, f, dc * c_prev)
+    da_g = G.backward(a_g, g, dc * i)
     dc_prev = dc * f
-    # sigmoid'(a) = s * (1 - s), tanh'(a) = 1 - t^2
-    da = np.concatenate([di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)], axis=1)
+    if peepholes:
+        dc_prev = dc_prev + da_i * p_i + da_f * p_f
+    da = np.concatenate([da_i, da_f, da_g, da_o], axis=1)
     dx_t, dh_prev, dw = _gates_backward(weights, mask, x_t, h_rec, da, da)
+    if peepholes:
+        dw = dw + (np.concatenate([(da_i * c_prev).sum(0), (da_f * c_prev).sum(0), (da_o * c_t).sum(0)]),)
     return dx_t, (dh_prev, dc_prev), dw
 
 
-def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False, *, recurrent_mask=None,
-                 return_cache=True):
-    """LSTM, gate order i, f, g, o: c_t = f * c_prev + i * g, h_t = o * tanh(c_t).
+def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False, *, peepholes=None,
+                 activations=None, clip=None, recurrent_mask=None, return_cache=True):
+    """LSTM, gate order i, f, g, o: c_t = f * c_prev + i * g, h_t = o * h(c_t).
 
-    The gates are W_ih x_t + b_ih + W_hh h_rec + b_hh, h_rec = h_prev * recurrent_mask.
+    The gates are f(W_ih x_t + b_ih + W_hh h_rec + b_hh) (g: g(...)), h_rec = h_prev * recurrent_mask, with
+    activations [f, g, h] = [sigmoid, tanh, tanh] unless given; peepholes P [3H] = (p_i, p_f, p_o) add
+    p_i * c_prev, p_f * c_prev and p_o * c_t to the pre-activations of i, f and o.
     x: [T, N, C]; W_ih: [4H, C]; W_hh: [4H, H]; b_ih: [4H]; b_hh: [4H];
     h0, c0: [N, H] or None (= zeros); lengths: [N] ints in [0, T] or None (= all T);
-    recurrent_mask: [N, H] or None (= no mask).
+    clip: float or None; recurrent_mask: [N, H] or None (= no mask).
     Returns y: [T, N, H], h_n: [N, H], c_n: [N, H] and a Cache for lstm_backward.
     """
+    options = cell_options("lstm", activations, clip)
     x, weights, valid, states, mask = _prepare(x, (W_ih, W_hh, b_ih, b_hh), 4, lengths, (h0, c0), recurrent_mask)
-    step = functools.partial(_lstm_step, weights, mask)
+    if peepholes is not None:
+        options["peepholes"] = True
+        P = np.asarray(peepholes, dtype=x.dtype)
+        if P.shape != (3 * weights[1].shape[1],):
+            raise ValueError(f"peepholes must have shape (3H,) = ({3 * weights[1].shape[1]},), got {P.shape}")
+        weights = weights + (P,)
+    step = functools.partial(_lstm_step, weights, _cell_gates("lstm", options), mask)
     y, (h_n, c_n), steps = _forward_loop(step, x, states, valid, bool(reverse))
-    cache = Cache("lstm", {}, bool(reverse), x, weights, valid, mask, steps)
+    cache = Cache("lstm", options, bool(reverse), x, weights, valid, mask, steps)
     return y, h_n, c_n, cache if return_cache else None
 
 
@@ -349,13 +401,15 @@ def lstm_backward(cache, dy, dh_n=None, dc_n=None):
     """Gradients of an lstm_forward pass.
 
     cache: the Cache from lstm_forward; dy: [T, N, H]; dh_n, dc_n: [N, H] or None (= zeros).
-    Returns dx: [T, N, C], dh0: [N, H], dc0: [N, H], dW_ih: [4H, C], dW_hh: [4H, H], db_ih: [4H], db_hh: [4H].
+    Returns dx: [T, N, C], dh0: [N, H], dc0: [N, H], dW_ih: [4H, C], dW_hh: [4H, H], db_ih: [4H], db_hh: [4H]
+    (and dpeepholes: [3H] after them when the forward had peepholes).
     """
     _check_cache(cache, "lstm")
     dy, dstates = _prepare_grads(cache, dy, (dh_n, dc_n))
-    step_backward = functools.partial(_lstm_step_backward, cache.weights, cache.recurrent_mask)
-    dx, (dh0, dc0), (dW_ih, dW_hh, db_ih, db_hh) = _backward_loop(step_backward, cache, dy, dstates)
-    return dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh
+    step_backward = functools.partial(_lstm_step_backward, cache.weights, _cell_gates("lstm", cache.options),
+                                      cache.recurrent_mask)
+    dx, (dh0, dc0), dweights = _backward_loop(step_backward, cache, dy, dstates)
+    return (dx, dh0, dc0, *dweights)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -363,50 +417,55 @@ def lstm_backward(cache, dy, dh_n=None, dc_n=None):
 # --------------------------------------------------------------------------------------------------
 
 
-def _gru_step(weights, reset_after, mask, x_t, states):
+def _gru_step(weights, reset_after, gates, mask, x_t, states):
     """One GRU step. mask: [N, H] or None; x_t: [N, C]; states: (h_prev [N, H],). Returns ((h_t,), saved)."""
     W_ih, W_hh, b_ih, b_hh = weights
+    F, G = gates
     (h_prev,) = states
     h_rec = _masked(h_prev, mask)
     W_hr, W_hz, W_hn = np.split(W_hh, 3, axis=0)
     b_hr, b_hz, b_hn = np.split(b_hh, 3)
     # input parts of the three gates: W_ir x + b_ir, W_iz x + b_iz, W_in x + b_in
     ai_r, ai_z, ai_n = np.split(x_t @ W_ih.T + b_ih, 3, axis=1)
-    # r = sigmoid(W_ir x + b_ir + W_hr h_rec + b_hr)
-    r = _sigmoid(ai_r + h_rec @ W_hr.T + b_hr)
-    # z = sigmoid(W_iz x + b_iz + W_hz h_rec + b_hz)
-    z = _sigmoid(ai_z + h_rec @ W_hz.T + b_hz)
+    # r = f(W_ir x + b_ir + W_hr h_rec + b_hr)  (f = sigmoid by default)
+    a_r = ai_r + h_rec @ W_hr.T + b_hr
+    r = F(a_r)
+    # z = f(W_iz x + b_iz + W_hz h_rec + b_hz)
+    a_z = ai_z + h_rec @ W_hz.T + b_hz
+    z = F(a_z)
     if reset_after:
-        # n = tanh(W_in x + b_in + r * (W_hn h_rec + b_hn))
+        # n = g(W_in x + b_in + r * (W_hn h_rec + b_hn))  (g = tanh by default)
         ah_n = h_rec @ W_hn.T + b_hn
-        n = np.tanh(ai_n + r * ah_n)
+        a_n = ai_n + r * ah_n
     else:
-        # n = tanh(W_in x + b_in + W_hn (r * h_rec) + b_hn)
+        # n = g(W_in x + b_in + W_hn (r * h_rec) + b_hn)
         ah_n = (r * h_rec) @ W_hn.T + b_hn
-        n = np.tanh(ai_n + ah_n)
+        a_n = ai_n + ah_n
+    n = G(a_n)
     # h_t = (1 - z) * n + z * h_prev  (h_prev unmasked)
     h_t = (1 - z) * n + z * h_prev
-    return (h_t,), (h_prev, h_rec, r, z, n, ah_n)
+    return (h_t,), (h_prev, h_rec, r, z, n, ah_n, (a_r, a_z, a_n))
 
 
-def _gru_step_backward(weights, reset_after, mask, x_t, saved, dstates):
+def _gru_step_backward(weights, reset_after, gates, mask, x_t, saved, dstates):
     """Backward of _gru_step. x_t: [N, C]; dstates: (dh_t [N, H],)."""
-    W_ih, W_hh, _, _ = weights
-    h_prev, h_rec, r, z, n, ah_n = saved
+    W_ih, W_hh = weights[:2]
+    F, G = gates
+    h_prev, h_rec, r, z, n, ah_n, (a_r, a_z, a_n) = saved
     (dh_t,) = dstates
     # h_t = (1 - z) * n + z * h_prev  (the direct path to h_prev is unmasked)
     dn = dh_t * (1 - z)
     dz = dh_t * (h_prev - n)
     dh_prev = dh_t * z
-    # n = tanh(a_n), z = sigmoid(a_z)
-    da_n = dn * (1 - n * n)
-    da_z = dz * z * (1 - z)
+    # n = g(a_n), z = f(a_z)  (tanh: 1 - n^2; sigmoid: z (1 - z))
+    da_n = G.backward(a_n, n, dn)
+    da_z = F.backward(a_z, z, dz)
     if reset_after:
         # a_n = W_in x + b_in + r * ah_n,  ah_n = W_hn h_rec + b_hn
         dr = da_n * ah_n
         dah_n = da_n * r
-        # r = sigmoid(a_r)
-        da_r = dr * r * (1 - r)
+        # r = f(a_r)
+        da_r = F.backward(a_r, r, dr)
         da_ih = np.concatenate([da_r, da_z, da_n], axis=1)
         da_hh = np.concatenate([da_r, da_z, dah_n], axis=1)
         dx_t, dh_lin, dw = _gates_backward(weights, mask, x_t, h_rec, da_ih, da_hh)
@@ -415,8 +474,8 @@ def _gru_step_backward(weights, reset_after, mask, x_t, saved, dstates):
     W_hrz, W_hn = W_hh[: 2 * r.shape[1]], W_hh[2 * r.shape[1] :]
     drh = da_n @ W_hn  # gradient w.r.t. r * h_rec
     dr = drh * h_rec
-    # r = sigmoid(a_r)
-    da_r = dr * r * (1 - r)
+    # r = f(a_r)
+    da_r = F.backward(a_r, r, dr)
     # input side: the three blocks are W_ir x + b_ir, W_iz x + b_iz, W_in x + b_in
     da_ih = np.concatenate([da_r, da_z, da_n], axis=1)
     dx_t = da_ih @ W_ih
@@ -431,20 +490,22 @@ def _gru_step_backward(weights, reset_after, mask, x_t, saved, dstates):
 
 
 def gru_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, reset_after=True, *,
-                recurrent_mask=None, return_cache=True):
+                activations=None, clip=None, recurrent_mask=None, return_cache=True):
     """GRU, gate order r, z, n: h_t = (1 - z) * n + z * h_prev.
 
     r, z = sigmoid(W_i[rz] x + b_i[rz] + W_h[rz] h_rec + b_h[rz]), h_rec = h_prev * recurrent_mask.
     reset_after=True (PyTorch): n = tanh(W_in x + b_in + r * (W_hn h_rec + b_hn)).
     reset_after=False (classic): n = tanh(W_in x + b_in + W_hn (r * h_rec) + b_hn).
     x: [T, N, C]; W_ih: [3H, C]; W_hh: [3H, H]; b_ih: [3H]; b_hh: [3H]; h0: [N, H] or None (= zeros);
-    lengths: [N] ints in [0, T] or None (= all T); recurrent_mask: [N, H] or None (= no mask).
+    lengths: [N] ints in [0, T] or None (= all T); activations: [f, g] or None (sigmoid, tanh); clip: float or
+    None; recurrent_mask: [N, H] or None (= no mask).
     Returns y: [T, N, H], h_n: [N, H] and a Cache for gru_backward.
     """
+    options = cell_options("gru", activations, clip, reset_after=reset_after)
     x, weights, valid, states, mask = _prepare(x, (W_ih, W_hh, b_ih, b_hh), 3, lengths, (h0,), recurrent_mask)
-    step = functools.partial(_gru_step, weights, bool(reset_after), mask)
+    step = functools.partial(_gru_step, weights, bool(reset_after), _cell_gates("gru", options), mask)
     y, (h_n,), steps = _forward_loop(step, x, states, valid, bool(reverse))
-    cache = Cache("gru", {"reset_after": bool(reset_after)}, bool(reverse), x, weights, valid, mask, steps)
+    cache = Cache("gru", options, bool(reverse), x, weights, valid, mask, steps)
     return y, h_n, cache if return_cache else None
 
 
@@ -457,7 +518,8 @@ def gru_backward(cache, dy, dh_n=None):
     _check_cache(cache, "gru")
     dy, dstates = _prepare_grads(cache, dy, (dh_n,))
     step_backward = functools.partial(
-        _gru_step_backward, cache.weights, cache.options["reset_after"], cache.recurrent_mask
+        _gru_step_backward, cache.weights, cache.options["reset_after"], _cell_gates("gru", cache.options),
+        cache.recurrent_mask
     )
     dx, (dh0,), (dW_ih, dW_hh, db_ih, db_hh) = _backward_loop(step_backward, cache, dy, dstates)
     return dx, dh0, dW_ih, dW_hh, db_ih, db_hh
@@ -470,13 +532,10 @@ def gru_backward(cache, dy, dh_n=None):
 # U = hidden units, O = output units. The state is y_prev [N, O]; it plays the part H plays for the other
 # cells in the shared time loops (y_t is both the step's output and the next step's state).
 
-# name -> (act(a), act'(a) written in terms of the output y = act(a))
-_JORDAN_ACTIVATIONS = {
-    "linear": (lambda a: a, lambda y: np.ones_like(y)),
-    "tanh": (np.tanh, lambda y: 1 - y * y),
-    "relu": (lambda a: np.maximum(a, 0), lambda y: (y > 0).astype(y.dtype)),
-    "sigmoid": (_sigmoid, lambda y: y * (1 - y)),
-}
+def _jordan_activation(name):
+    """(act(a), act'(a) written in terms of the output y = act(a)) of a Jordan network's activation name."""
+    triple = _activations.KERAS[name]
+    return (lambda a: _activations.forward(triple, a)), (lambda y: _activations.derivative(triple, y))
 
 
 def _jordan_step(weights, f, g, x_t, states):
@@ -535,7 +594,7 @@ def jordan_forward(x, W_xh, W_yh, b_h, W_hy, b_y, y0=None, lengths=None, reverse
     y0 = np.zeros((N, O), x.dtype) if y0 is None else np.array(y0, dtype=x.dtype)
     if y0.shape != (N, O):
         raise ValueError(f"y0 must be [N, O] = [{N}, {O}], got {y0.shape}")
-    f, g = _JORDAN_ACTIVATIONS[activation][0], _JORDAN_ACTIVATIONS[output_activation][0]
+    f, g = _jordan_activation(activation)[0], _jordan_activation(output_activation)[0]
     step = functools.partial(_jordan_step, weights, f, g)
     y, (y_n,), steps = _forward_loop(step, x, (y0,), valid, bool(reverse))
     options = {"activation": activation, "output_activation": output_activation}
@@ -551,8 +610,8 @@ def jordan_backward(cache, dy, dy_n=None):
     _check_cache(cache, "jordan")
     # (_prepare_grads reads the state size from weights[1] = W_yh [U, O]: O)
     dy, dstates = _prepare_grads(cache, dy, (dy_n,))
-    df = _JORDAN_ACTIVATIONS[cache.options["activation"]][1]
-    dg = _JORDAN_ACTIVATIONS[cache.options["output_activation"]][1]
+    df = _jordan_activation(cache.options["activation"])[1]
+    dg = _jordan_activation(cache.options["output_activation"])[1]
     step_backward = functools.partial(_jordan_step_backward, cache.weights, df, dg)
     dx, (dy0,), dweights = _backward_loop(step_backward, cache, dy, dstates)
     return (dx, dy0, *dweights)

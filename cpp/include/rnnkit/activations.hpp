@@ -8,6 +8,9 @@
 // sit in memory. This way every element takes the same path on every call.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
+
 #include "rnnkit/shapes.hpp"
 
 namespace rnnkit {
@@ -144,5 +147,127 @@ inline auto drelu(const Eigen::ArrayBase<D>& y) {
   using S = typename D::Scalar;
   return (y > S(0)).template cast<S>();
 }
+
+// ---- The activations a cell may be given (Keras' `activation` / `recurrent_activation`, ONNX's
+// `activations`), for the generic path of each cell: element by element, any of them, with an optional clip of
+// the pre-activation (ONNX's `clip`). A cell whose activations are its defaults and that clips nothing keeps
+// its fused, vectorised path above. Every derivative is written in terms of the activation's output y, which
+// is what a cell caches; each activation here is nondecreasing for the alphas and betas that make sense, so
+// a clipped pre-activation is recognised by its output.
+enum class Act : int {
+  tanh, sigmoid, relu, linear, hard_sigmoid, elu, softsign, softplus, selu, affine, leaky_relu,
+  thresholded_relu, scaled_tanh
+};
+
+struct Activation {
+  Act kind = Act::tanh;
+  double alpha = 0, beta = 0;  // the parameters of hard_sigmoid, elu, selu, affine, leaky/thresholded relu, scaled_tanh
+
+  bool is(Act k) const { return kind == k; }
+  template <class S>
+  S operator()(S a) const {
+    const S al = static_cast<S>(alpha), be = static_cast<S>(beta);
+    switch (kind) {
+      case Act::tanh: return std::tanh(a);
+      // 1 / (1 + exp(-a)), never overflowing
+      case Act::sigmoid: return a >= S(0) ? S(1) / (S(1) + std::exp(-a)) : std::exp(a) / (S(1) + std::exp(a));
+      case Act::relu: return a > S(0) ? a : S(0);
+      case Act::linear: return a;
+      // min(max(alpha a + beta, 0), 1)  (Keras 3: alpha = 1/6, beta = 1/2)
+      case Act::hard_sigmoid: return std::min(S(1), std::max(S(0), al * a + be));
+      // a if a >= 0 else alpha (exp(a) - 1)
+      case Act::elu: return a >= S(0) ? a : al * std::expm1(a);
+      case Act::softsign: return a / (S(1) + std::abs(a));
+      // log(1 + exp(a)) = max(a, 0) + log1p(exp(-|a|))
+      case Act::softplus: return std::max(a, S(0)) + std::log1p(std::exp(-std::abs(a)));
+      // beta (a if a > 0 else alpha (exp(a) - 1)): alpha and beta of SELU
+      case Act::selu: return a > S(0) ? be * a : be * al * std::expm1(a);
+      case Act::affine: return al * a + be;
+      case Act::leaky_relu: return a >= S(0) ? a : al * a;
+      case Act::thresholded_relu: return a >= al ? a : S(0);
+      // alpha tanh(beta a)
+      case Act::scaled_tanh: return al * std::tanh(be * a);
+    }
+    return a;
+  }
+  // d act / d a, from y = act(a)
+  template <class S>
+  S grad(S y) const {
+    const S al = static_cast<S>(alpha), be = static_cast<S>(beta);
+    switch (kind) {
+      case Act::tanh: return S(1) - y * y;
+      case Act::sigmoid: return y * (S(1) - y);
+      case Act::relu: return y > S(0) ? S(1) : S(0);
+      case Act::linear: return S(1);
+      case Act::hard_sigmoid: return y > S(0) && y < S(1) ? al : S(0);
+      case Act::elu: return y >= S(0) ? S(1) : y + al;
+      case Act::softsign: return (S(1) - std::abs(y)) * (S(1) - std::abs(y));
+      // sigmoid(a) = 1 - exp(-y)
+      case Act::softplus: return -std::expm1(-y);
+      case Act::selu: return y > S(0) ? be : y + be * al;
+      case Act::affine: return al;
+      case Act::leaky_relu: return y >= S(0) ? S(1) : al;
+      case Act::thresholded_relu: return y != S(0) ? S(1) : S(0);
+      case Act::scaled_tanh: return al * be * (S(1) - (y / al) * (y / al));
+    }
+    return S(1);
+  }
+};
+
+// a = act(a), in place: the vectorised forms for tanh, sigmoid and relu, any other element by element.
+template <class S>
+inline void activate(const Activation& act, View<S> a) {
+  switch (act.kind) {
+    case Act::linear: break;
+    case Act::tanh: tanh_inplace(a); break;
+    case Act::relu: relu_inplace(a); break;
+    case Act::sigmoid: sigmoid_inplace(a); break;
+    default: a = a.unaryExpr([&act](S v) { return act(v); });
+  }
+}
+
+// d = d * act'(pre-activation), the derivative read from the activation's output y.
+template <class S>
+inline void times_derivative(const Activation& act, View<S> d, ConstView<S> y) {
+  switch (act.kind) {
+    case Act::linear: break;
+    case Act::tanh: d.array() *= dtanh(y.array()); break;
+    case Act::relu: d.array() *= drelu(y.array()); break;
+    case Act::sigmoid: d.array() *= dsigmoid(y.array()); break;
+    default: d.array() *= y.unaryExpr([&act](S v) { return act.grad(v); }).array();
+  }
+}
+
+// A gate's activation in S, with the clip of its pre-activation and the outputs at the clip's bounds.
+template <class S>
+struct TypedGate {
+  Activation act;
+  bool clipped;
+  S c, hi, lo;  // the clip, and act(c), act(-c)
+
+  // y = act(clip(a))
+  S forward(S a) const { return act(clipped ? std::clamp(a, -c, c) : a); }
+  // d * act'(a) at y = act(clip(a)); zero where the pre-activation was clipped (its output at a bound)
+  S backward(S y, S d) const { return clipped && (y == hi || y == lo) ? S(0) : d * act.grad(y); }
+  void forward(S* a, Index w) const {
+    for (Index u = 0; u < w; ++u) a[u] = forward(a[u]);
+  }
+  void backward(const S* y, S* d, Index w) const {
+    for (Index u = 0; u < w; ++u) d[u] = backward(y[u], d[u]);
+  }
+};
+
+// A gate's activation and the clip of its pre-activation (clip <= 0: none).
+struct Gate {
+  Activation act;
+  double clip = 0;
+
+  template <class S>
+  TypedGate<S> of() const {
+    const S c = static_cast<S>(clip);
+    return {act, clip > 0, c, clip > 0 ? act(c) : S(0), clip > 0 ? act(-c) : S(0)};
+  }
+  bool is(Act k) const { return clip <= 0 && act.is(k); }
+};
 
 }  // namespace rnnkit

@@ -2,6 +2,8 @@
 //   reset_after (PyTorch, Keras' default): n = tanh(W_in x + b_in + r * (W_hn h_rec + b_hn)); aux = W_hn h_rec + b_hn
 //   reset before (classic Keras, ONNX):    n = tanh(W_in x + b_in + W_hn (r * h_rec) + b_hn); aux = r * h_rec
 // h_rec is h_prev, or h_prev * recurrent_mask; h_t = (1 - z) * n + z * h_prev uses the state itself.
+// r and z take the activation f (sigmoid by default: Keras' recurrent_activation), n the activation g (tanh:
+// Keras' activation); ONNX's activations are [f, g].
 #pragma once
 
 #include <type_traits>
@@ -16,6 +18,11 @@ struct GruCell {
   static constexpr bool has_direct = true;  // h_t = ... + z * h_prev
   static constexpr bool gates_are_state = false;
   bool reset_after = true;
+  Gate f{{Act::sigmoid}}, g{{Act::tanh}};
+  int n_params() const { return 0; }
+  const char* params_name() const { return "params"; }
+  // the default activations without clip take the fused, vectorised path
+  bool fast() const { return f.is(Act::sigmoid) && g.is(Act::tanh); }
   bool has_aux() const { return true; }
   // reset_after: the hidden side of the n gate sees dn * r, not dn
   bool has_dextra() const { return reset_after; }
@@ -34,6 +41,7 @@ struct GruCell {
   void forward_step(Step& s) const {
     // [r, z] = sigmoid(W_i[rz] x_t + b_i[rz] + W_h[rz] h_rec + b_h[rz])
     s.product(s.h_rec_rows, 0, reset_after ? 3 : 2);
+    if (reset_after && !fast()) return s.rows([this](auto& r) { forward_row(r); });
     if (reset_after) {
       s.rows([](auto& r) {
         namespace ei = Eigen::internal;
@@ -56,23 +64,31 @@ struct GruCell {
       return;
     }
     // reset gate before the product: aux = r * h_rec, then n once every unit's aux is known
-    s.rows([](auto& r) {
+    s.rows([this](auto& r) {
+      using S = std::decay_t<decltype(*r.h_t)>;
       const Index w = r.w;
       for (int k = 0; k < 2; ++k) {
         auto a = view(r.gates + k * r.gs, 1, w);
         a += view(r.rec + k * r.ws, 1, w);
-        sigmoid_inplace(a);
+        if (fast())
+          sigmoid_inplace(a);
+        else
+          f.of<S>().forward(r.gates + k * r.gs, w);
       }
       view(r.aux, 1, w).array() = view(r.gates, 1, w).array() * view(r.h_rec, 1, w).array();
     });
     s.sync();
     // n = tanh(W_in x_t + b_in + W_hn aux + b_hn); h_t = (1 - z) * n + z * h_prev
     s.product(s.aux_rows, 2, 3);
-    s.rows([](auto& r) {
+    s.rows([this](auto& r) {
+      using S = std::decay_t<decltype(*r.h_t)>;
       const Index w = r.w;
       auto n = view(r.gates + 2 * r.gs, 1, w);
       n += view(r.rec + 2 * r.ws, 1, w);
-      tanh_inplace(n);
+      if (fast())
+        tanh_inplace(n);
+      else
+        g.of<S>().forward(r.gates + 2 * r.gs, w);
       const auto z = view(r.gates + r.gs, 1, w).array();
       view(r.h_t, 1, w).array() = n.array() + z * (view(r.h_prev, 1, w).array() - n.array());
     });
@@ -82,27 +98,31 @@ struct GruCell {
   void backward_step(Step& s) const {
     const Index H = s.H;
     if (reset_after) {
-      s.rows([](auto& q) {
-        namespace ei = Eigen::internal;
-        const Index H = q.H;
-        const auto* a = q.gates;
-        auto* d = q.dgates;
-        // in: gates r z n, aux, h_prev, dh; out: d[r z n]_pre, dextra, the direct path of dh_prev
-        detail::packets<6, 5>(q.w, {a, a + H, a + 2 * H, q.aux, q.h_prev, q.dh}, {d, d + H, d + 2 * H, q.dextra, q.dh_prev},
-                              [](const auto* x, auto* y) {
-                                using P = std::decay_t<decltype(x[0])>;
-                                const P one = ei::pset1<P>(1), r = x[0], z = x[1], n = x[2], dh = x[5];
-                                // dn_pre = dh * (1 - z) * (1 - n^2)
-                                const P dn = ei::pmul(ei::pmul(dh, ei::psub(one, z)), ei::psub(one, ei::pmul(n, n)));
-                                // dr_pre = dn_pre * aux * r (1 - r); dz_pre = dh * (h_prev - n) * z (1 - z)
-                                y[0] = ei::pmul(ei::pmul(dn, x[3]), ei::pmul(r, ei::psub(one, r)));
-                                y[1] = ei::pmul(ei::pmul(dh, ei::psub(x[4], n)), ei::pmul(z, ei::psub(one, z)));
-                                y[2] = dn;
-                                // the hidden side of n sees dn_pre * r; direct path: dh_prev = dh * z
-                                y[3] = ei::pmul(dn, r);
-                                y[4] = ei::pmul(dh, z);
-                              });
-      });
+      if (!fast()) {
+        s.rows([this](auto& q) { backward_row(q); });
+      } else {
+        s.rows([](auto& q) {
+          namespace ei = Eigen::internal;
+          const Index H = q.H;
+          const auto* a = q.gates;
+          auto* d = q.dgates;
+          // in: gates r z n, aux, h_prev, dh; out: d[r z n]_pre, dextra, the direct path of dh_prev
+          detail::packets<6, 5>(q.w, {a, a + H, a + 2 * H, q.aux, q.h_prev, q.dh}, {d, d + H, d + 2 * H, q.dextra, q.dh_prev},
+                                [](const auto* x, auto* y) {
+                                  using P = std::decay_t<decltype(x[0])>;
+                                  const P one = ei::pset1<P>(1), r = x[0], z = x[1], n = x[2], dh = x[5];
+                                  // dn_pre = dh * (1 - z) * (1 - n^2)
+                                  const P dn = ei::pmul(ei::pmul(dh, ei::psub(one, z)), ei::psub(one, ei::pmul(n, n)));
+                                  // dr_pre = dn_pre * aux * r (1 - r); dz_pre = dh * (h_prev - n) * z (1 - z)
+                                  y[0] = ei::pmul(ei::pmul(dn, x[3]), ei::pmul(r, ei::psub(one, r)));
+                                  y[1] = ei::pmul(ei::pmul(dh, ei::psub(x[4], n)), ei::pmul(z, ei::psub(one, z)));
+                                  y[2] = dn;
+                                  // the hidden side of n sees dn_pre * r; direct path: dh_prev = dh * z
+                                  y[3] = ei::pmul(dn, r);
+                                  y[4] = ei::pmul(dh, z);
+                                });
+        });
+      }
       s.sync();
       // dh_rec = d[r, z]_pre W_h[rz] + (dn_pre * r) W_hn
       s.product(s.dgates_time, G * H, 0, 2, false);
@@ -110,33 +130,87 @@ struct GruCell {
       return;
     }
     // reset gate before the product: d(r * h_rec) needs every unit's dn_pre first
-    s.rows([](auto& q) {
+    s.rows([this](auto& q) {
       using S = std::decay_t<decltype(*q.gates)>;
       const Index H = q.H, w = q.w;
       const auto z = view(q.gates + H, 1, w).array();
       const auto n = view(q.gates + 2 * H, 1, w).array();
       const auto dh = view(q.dh, 1, w).array();
       auto dn = view(q.dgates + 2 * H, 1, w).array();
-      // dn_pre = dh * (1 - z) * (1 - n^2)
-      dn = dh * (S(1) - z) * dtanh(n);
-      // dz_pre = dh * (h_prev - n) * z (1 - z)
-      view(q.dgates + H, 1, w).array() = dh * (view(q.h_prev, 1, w).array() - n) * dsigmoid(z);
+      auto dz = view(q.dgates + H, 1, w).array();
+      if (fast()) {
+        // dn_pre = dh * (1 - z) * (1 - n^2)
+        dn = dh * (S(1) - z) * dtanh(n);
+        // dz_pre = dh * (h_prev - n) * z (1 - z)
+        dz = dh * (view(q.h_prev, 1, w).array() - n) * dsigmoid(z);
+      } else {
+        // dn_pre = dh * (1 - z) * g'(n); dz_pre = dh * (h_prev - n) * f'(z)
+        dn = dh * (S(1) - z);
+        g.of<S>().backward(q.gates + 2 * H, q.dgates + 2 * H, w);
+        dz = dh * (view(q.h_prev, 1, w).array() - n);
+        f.of<S>().backward(q.gates + H, q.dgates + H, w);
+      }
       // direct path: dh_prev = dh * z
       view(q.dh_prev, 1, w).array() = dh * z;
     });
     s.sync();
     // d(r * h_rec) = dn_pre W_hn, for this thread's units
     s.product(s.dgates_time + 2 * H, G * H, 2, 3, false);
-    s.rows([](auto& q) {
+    s.rows([this](auto& q) {
+      using S = std::decay_t<decltype(*q.gates)>;
       const Index w = q.w;
       auto drh = view(q.rec, 1, w).array();
       const auto r = view(q.gates, 1, w).array();
-      view(q.dgates, 1, w).array() = drh * view(q.h_rec, 1, w).array() * dsigmoid(r);
+      // dr_pre = d(r * h_rec) * h_rec * f'(r)
+      if (fast()) {
+        view(q.dgates, 1, w).array() = drh * view(q.h_rec, 1, w).array() * dsigmoid(r);
+      } else {
+        view(q.dgates, 1, w).array() = drh * view(q.h_rec, 1, w).array();
+        f.of<S>().backward(q.gates, q.dgates, w);
+      }
       drh *= r;
     });
     s.sync();
     // dh_rec = d(r * h_rec) * r + d[r, z]_pre W_h[rz]
     s.product(s.dgates_time, G * H, 0, 2, true);
+  }
+
+  // One row of reset_after's generic path, element by element.
+  template <class Row>
+  void forward_row(Row& r) const {
+    using S = std::decay_t<decltype(*r.h_t)>;
+    const auto F = f.template of<S>(), Gg = g.template of<S>();
+    const Index H = r.H, gs = r.gs, ws = r.ws;
+    S* a = r.gates;
+    const S* q = r.rec;
+    for (Index u = 0; u < r.w; ++u) {
+      const S rg = F.forward(a[u] + q[u]), z = F.forward(a[gs + u] + q[ws + u]);
+      // aux = W_hn h_rec + b_hn; n = g(W_in x_t + b_in + r * aux)
+      const S aux = q[2 * ws + u] + r.b_hh[2 * H + u];
+      const S n = Gg.forward(a[2 * gs + u] + rg * aux);
+      a[u] = rg, a[gs + u] = z, a[2 * gs + u] = n, r.aux[u] = aux;
+      // h_t = (1 - z) * n + z * h_prev
+      r.h_t[u] = n + z * (r.h_prev[u] - n);
+    }
+  }
+  template <class Row>
+  void backward_row(Row& q) const {
+    using S = std::decay_t<decltype(*q.dh)>;
+    const auto F = f.template of<S>(), Gg = g.template of<S>();
+    const Index H = q.H;
+    const S* a = q.gates;
+    S* d = q.dgates;
+    for (Index u = 0; u < q.w; ++u) {
+      const S rg = a[u], z = a[H + u], n = a[2 * H + u], dh = q.dh[u];
+      // dn_pre = dh * (1 - z) * g'(n); dr_pre = dn_pre * aux * f'(r); dz_pre = dh * (h_prev - n) * f'(z)
+      const S dn = Gg.backward(n, dh * (S(1) - z));
+      d[u] = F.backward(rg, dn * q.aux[u]);
+      d[H + u] = F.backward(z, dh * (q.h_prev[u] - n));
+      d[2 * H + u] = dn;
+      // the hidden side of n sees dn_pre * r; direct path: dh_prev = dh * z
+      q.dextra[u] = dn * rg;
+      q.dh_prev[u] = dh * z;
+    }
   }
 
   template <class S>

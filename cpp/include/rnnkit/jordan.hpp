@@ -23,33 +23,9 @@
 
 namespace rnnkit {
 
-enum class Activation { linear, tanh, relu, sigmoid };
-
-// a = act(a), in place.
-template <class S>
-inline void activate(Activation act, View<S> a) {
-  switch (act) {
-    case Activation::linear: break;
-    case Activation::tanh: tanh_inplace(a); break;
-    case Activation::relu: relu_inplace(a); break;
-    case Activation::sigmoid: sigmoid_inplace(a); break;
-  }
-}
-
-// d = d * act'(pre-activation), the derivative read from the activation's output y.
-template <class S>
-inline void times_derivative(Activation act, View<S> d, ConstView<S> y) {
-  switch (act) {
-    case Activation::linear: break;
-    case Activation::tanh: d.array() *= dtanh(y.array()); break;
-    case Activation::relu: d.array() *= drelu(y.array()); break;
-    case Activation::sigmoid: d.array() *= dsigmoid(y.array()); break;
-  }
-}
-
 struct JordanCell {
-  Activation activation = Activation::tanh;         // f
-  Activation output_activation = Activation::linear;  // g
+  Activation activation{Act::tanh};          // f
+  Activation output_activation{Act::linear};  // g
 };
 
 struct JordanDims {

@@ -13,6 +13,10 @@
 //       step.rows(f)        f(row) for every batch row still inside its sequence (RowF / RowB)
 //       step.sync()         wait for the other threads (their units' results are needed)
 //   hh_grad(k, ...)                        where gate block k of dW_hh / db_hh reads from
+//   n_params()                             how many vectors of H parameters of its own it has beyond W_ih, W_hh,
+//                                          b_ih, b_hh (LSTM peepholes: 3), read by its steps at row.params; their
+//                                          gradients are summed over the steps by backward_step into row.dparams
+// A cell's options (activations, clip, GRU's reset point) are its own members, set by its binding.
 // Everything else (projections, masking, threads, weight gradients) lives here.
 //
 // Design for speed: the input projection of all steps is one matrix product before the
@@ -45,6 +49,7 @@ struct Weights {
   const S* W_hh;  // [G*H, H]
   const S* b_ih;  // [G*H]
   const S* b_hh;  // [G*H]
+  const S* params = nullptr;  // [K*H] the cell's own parameters (K = cell.n_params()), vector k at k*H
 };
 
 // Buffers of one forward call, all owned by the caller. Without `inference` the call keeps a cache for
@@ -93,6 +98,7 @@ struct BackwardBuffers {
   S* dW_hh;       // [G*H, H] out
   S* db_ih;       // [G*H] out
   S* db_hh;       // [G*H] out
+  S* dparams;     // [K*H] out: the gradients of the cell's own parameters
   S* dgates;      // [T, N, G*H] workspace: gradient of the gate pre-activations
   S* dextra;      // [T, N, H] workspace for cells with has_dextra()
 };
@@ -128,6 +134,7 @@ struct RowF {
   S* gates;          // in: input projection + folded bias; out: activated gates
   const S* rec;      // the W_hh products the cell asked for
   const S* b_hh;
+  const S* params;   // the cell's own parameters at unit j0: vector k at params + k * H
   S* aux;            // cells with has_aux()
   const S* h_prev;   // the state entering the step
   const S* h_rec;    // what entered the W_hh product: h_prev, or h_prev * recurrent_mask
@@ -152,6 +159,8 @@ struct RowB {
   S* dc_prev;        // [w] out
   S* rec;            // [w] the W_hh products the cell asked for; becomes dh_rec
   S* work;           // [w] scratch
+  const S* params;   // the cell's own parameters at unit j0: vector k at params + k * H
+  S* dparams;        // this thread's sums of their gradients over the steps: vector k at dparams + k * w
 };
 
 // Where gate block k of dW_hh and db_hh reads its gradient and its input.
@@ -371,6 +380,8 @@ struct BackwardStep {
   S *dgates_time, *dextra_time;
   S *dh_out, *dc_out;      // [N, w]
   Index G;
+  const S* params;         // the cell's own parameters at unit j0
+  S* dparams;              // [K, w] this thread's sums of their gradients
 
   // rec (+)= the rows of src (this time's [N, stride] array, pointing at gate k0) times W_hh gates [k0, k1)
   void product(const S* src, Index stride, int k0, int k1, bool accumulate) {
@@ -381,20 +392,22 @@ struct BackwardStep {
   void rows(const F& f) {
     for (Index i = 0; i < m; ++i) {
       const Index n = order[i];
-      RowB<S> r{H,
-                w,
-                gates_t + n * G * H,
-                aux_t ? aux_t + n * H : nullptr,
-                h_prev_t + n * H,
-                h_rec_t + n * H,
-                dh + n * w,
-                dc + n * w,
-                dgates_t + n * G * H,
-                dextra_t ? dextra_t + n * H : nullptr,
-                dh_out + n * w,
-                dc_out + n * w,
-                rec + i * ws,
-                work};
+      RowB<S> r{.H = H,
+                .w = w,
+                .gates = gates_t + n * G * H,
+                .aux = aux_t ? aux_t + n * H : nullptr,
+                .h_prev = h_prev_t + n * H,
+                .h_rec = h_rec_t + n * H,
+                .dh = dh + n * w,
+                .dc = dc + n * w,
+                .dgates = dgates_t + n * G * H,
+                .dextra = dextra_t ? dextra_t + n * H : nullptr,
+                .dh_prev = dh_out + n * w,
+                .dc_prev = dc_out + n * w,
+                .rec = rec + i * ws,
+                .work = work,
+                .params = params,
+                .dparams = dparams};
       f(r);
     }
   }
@@ -519,10 +532,36 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
           Wx.forward(m, x_rows.data(), 0, G, gates_t, gates_ld, true);
         }
         if (m > 0) {
-          ForwardStep<S> step{H,     wu,        ws,       ld,       m,        N,           team, pass, W, h_rec,
-                              aux_t, !keep, a_rows,    rec.data(), RowF<S>{H, wu, ws, fused ? ws : H, nullptr, nullptr, w.b_hh + j0},
-                              gates_t, gates_ld, fused, aux_t ? aux_t + j0 : nullptr, h_in + j0, h_rec + j0,
-                              c_in, h_out + j0, c_out, G};
+          ForwardStep<S> step{.H = H,
+                              .w = wu,
+                              .ws = ws,
+                              .ld = ld,
+                              .m = m,
+                              .N = N,
+                              .nt = team,
+                              .order = pass,
+                              .W = W,
+                              .h_rec_rows = h_rec,
+                              .aux_rows = aux_t,
+                              .by_position = !keep,
+                              .a_rows = a_rows,
+                              .rec = rec.data(),
+                              .proto = RowF<S>{.H = H,
+                                               .w = wu,
+                                               .ws = ws,
+                                               .gs = fused ? ws : H,
+                                               .b_hh = w.b_hh + j0,
+                                               .params = w.params ? w.params + j0 : nullptr},
+                              .gates_time = gates_t,
+                              .gates_ld = gates_ld,
+                              .gates_by_position = fused,
+                              .aux_t = aux_t ? aux_t + j0 : nullptr,
+                              .h_in = h_in + j0,
+                              .h_rec = h_rec + j0,
+                              .c_in = c_in,
+                              .h_out = h_out + j0,
+                              .c_out = c_out,
+                              .G = G};
           cell.forward_step(step);
         }
         S* y_t = b.y + t * N * H;
@@ -595,6 +634,8 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
       // the bias gradients of these units, gate k at k * wu: summed over the steps while each step's
       // gradients are still in this thread's cache (db_hh only for gates whose source is not dG itself)
       RowVector<S> db_ih = RowVector<S>::Zero(G * wu), db_hh = RowVector<S>::Zero(G * wu);
+      // and of the cell's own parameters, vector k at k * wu (backward_step adds each step's)
+      RowVector<S> dparams = RowVector<S>::Zero(cell.n_params() * wu);
       auto units = [&](auto* p, Index n, Index stride) { return view(p + n * stride + j0, 1, wu); };
       auto own = [&](S* p, Index n) { return view(p + n * wu, 1, wu); };
       for (Index n = 0; n < N; ++n) {
@@ -622,29 +663,31 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
                                                      : b.h_last;
         S* dextra_time = cell.has_dextra() ? b.dextra + t * N * H : nullptr;
         if (m > 0) {
-          BackwardStep<S> step{H,
-                               wu,
-                               ws,
-                               m,
-                               nt,
-                               order.rows,
-                               W,
-                               a_rows,
-                               rec.data(),
-                               work.data(),
-                               gates_time + j0,
-                               cell.has_aux() ? b.aux + t * N * H + j0 : nullptr,
-                               b.h_prev + t * N * H + j0,
-                               h_rec + t * N * H + j0,
-                               dh,
-                               dc,
-                               dgates_time + j0,
-                               dextra_time ? dextra_time + j0 : nullptr,
-                               dgates_time,
-                               dextra_time,
-                               dh_out,
-                               dc_out,
-                               G};
+          BackwardStep<S> step{.H = H,
+                               .w = wu,
+                               .ws = ws,
+                               .m = m,
+                               .nt = nt,
+                               .order = order.rows,
+                               .W = W,
+                               .a_rows = a_rows,
+                               .rec = rec.data(),
+                               .work = work.data(),
+                               .gates_t = gates_time + j0,
+                               .aux_t = cell.has_aux() ? b.aux + t * N * H + j0 : nullptr,
+                               .h_prev_t = b.h_prev + t * N * H + j0,
+                               .h_rec_t = h_rec + t * N * H + j0,
+                               .dh = dh,
+                               .dc = dc,
+                               .dgates_t = dgates_time + j0,
+                               .dextra_t = dextra_time ? dextra_time + j0 : nullptr,
+                               .dgates_time = dgates_time,
+                               .dextra_time = dextra_time,
+                               .dh_out = dh_out,
+                               .dc_out = dc_out,
+                               .G = G,
+                               .params = w.params ? w.params + j0 : nullptr,
+                               .dparams = dparams.data()};
           cell.backward_step(step);
           // every thread's gate gradients of this step are written (the cell synced before its product)
           if (xw > 0) {
@@ -689,6 +732,7 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
         units(b.dh0, n, H) = own(dh, n);
         if (Cell::has_c) units(b.dc0, n, H) = own(dc, n);
       }
+      for (int k = 0; k < cell.n_params(); ++k) view(b.dparams + k * H + j0, 1, wu) = dparams.segment(k * wu, wu);
       for (int k = 0; k < G; ++k) {
         view(b.db_ih + k * H + j0, 1, wu) = db_ih.segment(k * wu, wu);
         view(b.db_hh + k * H + j0, 1, wu) = (hh_is_dG[k] ? db_ih : db_hh).segment(k * wu, wu);

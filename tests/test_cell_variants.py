@@ -1,0 +1,423 @@
+"""The cells' variants: activations in every role, ONNX's clip, LSTM peepholes (``rnnkit.cells``,
+``rnnkit.activations``).
+
+1. The NumPy reference against central finite differences in float64: every activation of
+   ``rnnkit.activations`` in every role of every cell, clip, peepholes.
+2. The compiled kernels against the reference: outputs, final states and every gradient (the peepholes'
+   included), over variants x lengths x direction x dtype x threads x the two product paths; the default cells'
+   fused path is untouched by the options (bit for bit).
+3. ONNX's own operator test cases for RNN, GRU and LSTM (the ``export*`` functions of
+   ``onnx/backend/test/case/node/{rnn,gru,lstm}.py``, whose expected outputs come from ONNX's reference), and
+   ONNX Runtime for the attributes those cases leave out (``activations``, ``clip``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+from conftest import central_differences, rnnkit_threads
+from numpy.testing import assert_allclose, assert_array_equal
+
+import rnnkit.activations as acts
+import rnnkit.convert as convert
+import rnnkit.functional as F
+import rnnkit.reference as ref
+from rnnkit.cells import CELLS
+
+# every kernel activation, with parameters where it has them
+ACTIVATIONS = [("tanh", 0.0, 0.0), ("sigmoid", 0.0, 0.0), ("relu", 0.0, 0.0), ("linear", 0.0, 0.0),
+               ("hard_sigmoid", 0.2, 0.5), ("elu", 1.0, 0.0), ("softsign", 0.0, 0.0), ("softplus", 0.0, 0.0),
+               ("selu", *acts.KERAS["selu"][1:]), ("affine", 0.7, 0.1), ("leaky_relu", 0.1, 0.0),
+               ("thresholded_relu", 0.3, 0.0), ("scaled_tanh", 1.5, 0.8)]
+
+
+class Variant(NamedTuple):
+    id: str
+    cell: str  # rnn | lstm | gru
+    kwargs: dict  # activations, clip, reset_after
+    peepholes: bool = False
+
+    @property
+    def G(self):
+        return CELLS[self.cell].G
+
+    @property
+    def states(self):
+        return CELLS[self.cell].states
+
+
+def defaults(cell):
+    return [acts.KERAS[d] for _, d, _ in CELLS[cell].activations]
+
+
+def role_variants():
+    """Every activation in every role of every cell, the others at their defaults."""
+    out = []
+    for cell, extra in (("rnn", {}), ("lstm", {}), ("gru", {"reset_after": True}), ("gru", {"reset_after": False})):
+        tag = cell if not extra else f"gru_{'after' if extra['reset_after'] else 'before'}"
+        for k, (role, _, _) in enumerate(CELLS[cell].activations):
+            for a in ACTIVATIONS:
+                chosen = defaults(cell)
+                chosen[k] = a
+                out.append(Variant(f"{tag}-{role}_{a[0]}", cell, dict(extra, activations=chosen)))
+    return out
+
+
+SPECIAL = [
+    Variant("rnn-clip", "rnn", dict(clip=0.5)),
+    Variant("lstm-clip", "lstm", dict(clip=0.5)),
+    Variant("gru_after-clip", "gru", dict(clip=0.5, reset_after=True)),
+    Variant("gru_before-clip", "gru", dict(clip=0.5, reset_after=False)),
+    Variant("lstm-peepholes", "lstm", {}, peepholes=True),
+    Variant("lstm-peepholes_clip_hard_sigmoid_relu", "lstm",
+            dict(clip=0.6, activations=["hard_sigmoid", "relu", "softsign"]), peepholes=True),
+    Variant("gru_after-elu_softsign_clip", "gru", dict(clip=0.8, activations=["softsign", "elu"], reset_after=True)),
+    Variant("gru_before-hard_sigmoid_selu", "gru", dict(activations=["hard_sigmoid", "selu"], reset_after=False)),
+    Variant("rnn-relu_clip", "rnn", dict(activations=["relu"], clip=0.9)),
+]
+FD_VARIANTS = role_variants() + SPECIAL
+
+
+def make_inputs(rng, v, T, N, C, H, dtype=np.float64, scale=0.6):
+    G = v.G
+    inp = {"x": rng.standard_normal((T, N, C)), "W_ih": scale * rng.standard_normal((G * H, C)),
+           "W_hh": scale * rng.standard_normal((G * H, H)), "b_ih": 0.3 * rng.standard_normal(G * H),
+           "b_hh": 0.3 * rng.standard_normal(G * H)}
+    for s in v.states:
+        inp[f"{s}0"] = 0.5 * rng.standard_normal((N, H))
+    if v.peepholes:
+        inp["peepholes"] = 0.5 * rng.standard_normal(3 * H)
+    return {k: a.astype(dtype) for k, a in inp.items()}
+
+
+def grad_names(v):
+    return ("x", *(f"{s}0" for s in v.states), "W_ih", "W_hh", "b_ih", "b_hh") + (("peepholes",) if v.peepholes else ())
+
+
+def run_forward(mod, v, inp, lengths=None, reverse=False, return_cache=True):
+    """(y, final states, cache) of mod.<cell>_forward."""
+    kw = dict(v.kwargs, h0=inp.get("h0"), lengths=lengths, reverse=reverse, return_cache=return_cache)
+    if v.cell == "lstm":
+        if v.peepholes:
+            kw["peepholes"] = inp["peepholes"]
+        y, h_n, c_n, cache = mod.lstm_forward(inp["x"], inp["W_ih"], inp["W_hh"], inp["b_ih"], inp["b_hh"],
+                                              c0=inp.get("c0"), **kw)
+        return y, (h_n, c_n), cache
+    y, h_n, cache = getattr(mod, f"{v.cell}_forward")(inp["x"], inp["W_ih"], inp["W_hh"], inp["b_ih"], inp["b_hh"],
+                                                      **kw)
+    return y, (h_n,), cache
+
+
+def run_backward(mod, v, cache, dy, dfinal):
+    grads = getattr(mod, f"{v.cell}_backward")(cache, dy, *dfinal)
+    names = grad_names(v)
+    assert len(grads) == len(names)
+    return dict(zip(names, grads))
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. The reference against finite differences (float64)
+# --------------------------------------------------------------------------------------------------
+
+T, N, C, H = 4, 3, 2, 3
+EPS, RTOL, ATOL = 1e-6, 1e-6, 1e-8  # as in test_reference.py: the numeric gradient is good to ~1e-9
+
+
+@pytest.mark.parametrize("v", FD_VARIANTS, ids=lambda v: v.id)
+def test_reference_gradients_match_finite_differences(rng, v):
+    inp = make_inputs(rng, v, T, N, C, H)
+    lengths, reverse = np.array([T, 1, 3]), v.id.endswith(("clip", "peepholes"))
+    R = rng.standard_normal((T, N, H))
+    R_final = [rng.standard_normal((N, H)) for _ in v.states]
+
+    def loss():
+        y, finals, _ = run_forward(ref, v, inp, lengths, reverse)
+        return np.sum(R * y) + sum(np.sum(r * f) for r, f in zip(R_final, finals))
+
+    _, _, cache = run_forward(ref, v, inp, lengths, reverse)
+    grads = run_backward(ref, v, cache, R, R_final)
+    nonzero = 0
+    for name in grad_names(v):
+        numeric = central_differences(loss, [inp[name]], EPS)[0]
+        assert grads[name].shape == inp[name].shape and grads[name].dtype == np.float64, name
+        assert_allclose(grads[name], numeric, rtol=RTOL, atol=ATOL, err_msg=name)
+        nonzero += np.count_nonzero(numeric)
+    assert nonzero > 0  # not vacuous
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_clip_stops_the_gradient_of_clipped_preactivations(rng, cell):
+    """With a clip far below the pre-activations every gate saturates at its bound: the weights get no gradient
+    through the gates (the LSTM's and GRU's direct paths still carry the states' gradients)."""
+    v = Variant("tiny_clip", cell, dict(clip=1e-3))
+    inp = make_inputs(rng, v, T, N, C, H, scale=5.0)
+    inp["x"] *= 10
+    y, finals, cache = run_forward(ref, v, inp)
+    grads = run_backward(ref, v, cache, np.ones_like(y), [np.ones_like(f) for f in finals])
+    a = inp["x"] @ inp["W_ih"].T  # far beyond the clip in almost every entry
+    assert np.mean(np.abs(a) > 1e-3) > 0.99
+    assert np.max(np.abs(grads["W_ih"])) < 0.05 * np.max(np.abs(run_backward(
+        ref, Variant("none", cell, {}), run_forward(ref, Variant("none", cell, {}), inp)[2], np.ones_like(y),
+        [np.ones_like(f) for f in finals])["W_ih"]))
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. The compiled kernels against the reference
+# --------------------------------------------------------------------------------------------------
+
+KERNEL_VARIANTS = [Variant(f"rnn-{a[0]}", "rnn", dict(activations=[a])) for a in ACTIVATIONS] + SPECIAL + [
+    Variant("lstm-softplus_elu_hard_sigmoid", "lstm", dict(activations=["softplus", "elu", "hard_sigmoid"])),
+    Variant("gru_after-thresholded_scaled", "gru",
+            dict(activations=[("affine", 0.25, 0.5), ("scaled_tanh", 1.5, 0.8)], reset_after=True)),
+    Variant("gru_before-softsign_leaky", "gru", dict(activations=["softsign", ("leaky_relu", 0.1, 0.0)],
+                                                     reset_after=False)),
+]
+SIZES = {"small": dict(T=6, N=5, C=3, H=4), "large": dict(T=9, N=11, C=37, H=21)}
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-9, atol=1e-11)}
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("v", KERNEL_VARIANTS, ids=lambda v: v.id)
+def test_kernels_match_reference(rng, threads, v, reverse, dtype, size):
+    d = SIZES[size]
+    # weights of PyTorch's scale (1/sqrt(H)): an unbounded activation (linear, relu) keeps the states bounded
+    inp = make_inputs(rng, v, d["T"], d["N"], d["C"], d["H"], dtype=dtype, scale=1 / np.sqrt(d["H"]))
+    lengths = rng.integers(0, d["T"] + 1, size=d["N"])
+    lengths[-1] = d["T"]
+    dy = rng.standard_normal((d["T"], d["N"], d["H"])).astype(dtype)
+    dfinal = [rng.standard_normal((d["N"], d["H"])).astype(dtype) for _ in v.states]
+    y, finals, cache = run_forward(F, v, inp, lengths, reverse)
+    y_ref, finals_ref, cache_ref = run_forward(ref, v, inp, lengths, reverse)
+    assert_allclose(y, y_ref, **TOL[dtype])
+    for got, expected in zip(finals, finals_ref):
+        assert_allclose(got, expected, **TOL[dtype])
+    # inference (no cache, its own small buffers) computes the same
+    y_inf, _, _ = run_forward(F, v, inp, lengths, reverse, return_cache=False)
+    assert_allclose(y_inf, y, **TOL[dtype])
+    grads = run_backward(F, v, cache, dy, dfinal)
+    grads_ref = run_backward(ref, v, cache_ref, dy, dfinal)
+    for name in grad_names(v):
+        assert grads[name].dtype == dtype, name
+        scale = max(1.0, float(np.max(np.abs(grads_ref[name]))))
+        assert_allclose(grads[name], grads_ref[name], rtol=TOL[dtype]["rtol"], atol=TOL[dtype]["atol"] * scale,
+                        err_msg=name)
+
+
+@pytest.mark.parametrize("v", [v for v in KERNEL_VARIANTS if v.cell != "rnn"][:6], ids=lambda v: v.id)
+def test_kernels_same_bits_at_any_thread_count(rng, v):
+    inp = make_inputs(rng, v, 12, 9, 16, 24, dtype=np.float32)
+    results = []
+    for n, split in ((1, "units"), (2, "units"), (2, "rows"), (3, "units")):
+        with rnnkit_threads(n, split):
+            y, finals, cache = run_forward(F, v, inp, None, False)
+            grads = run_backward(F, v, cache, np.ones_like(y), [np.ones_like(f) for f in finals])
+        results.append((y, *finals, *grads.values()))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_default_activations_given_explicitly_keep_the_fused_path(rng, cell):
+    """Naming the defaults (or ONNX's names of them) is the default cell, to the bit."""
+    v = Variant(cell, cell, {})
+    inp = make_inputs(rng, v, 5, 4, 3, 8, dtype=np.float32)
+    onnx_names = {"tanh": "Tanh", "sigmoid": "Sigmoid"}
+    explicit = Variant(cell, cell, dict(activations=[acts.onnx(onnx_names[d]) for _, d, _ in CELLS[cell].activations]))
+    for a, b in zip(run_forward(F, v, inp)[:2], run_forward(F, explicit, inp)[:2]):
+        assert_array_equal(np.asarray(a, dtype=object) if isinstance(a, tuple) else a,
+                           np.asarray(b, dtype=object) if isinstance(b, tuple) else b)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(activations=["tanh", "tanh"]), "rnn takes 1 activations"),
+    (dict(activations=["swish"]), "activations: expected one of"),
+    (dict(activations=[("bogus", 0, 0)]), "unknown activation 'bogus'"),
+    (dict(activations=[("tanh", "a", 0)]), r"\(name, alpha, beta\)"),
+    (dict(activations="tanh"), "expected a list of 1"),
+    (dict(clip=-1.0), "clip: expected a positive finite number"),
+    (dict(clip=float("inf")), "clip: expected a positive finite number"),
+])
+def test_bad_options_are_named(rng, bad, match):
+    v = Variant("rnn", "rnn", {})
+    inp = make_inputs(rng, v, 3, 2, 2, 3, dtype=np.float32)
+    for mod in (F, ref):
+        with pytest.raises(ValueError, match=match):
+            mod.rnn_forward(inp["x"], inp["W_ih"], inp["W_hh"], inp["b_ih"], inp["b_hh"], **bad)
+
+
+def test_peepholes_are_checked(rng):
+    v = Variant("lstm", "lstm", {}, peepholes=True)
+    inp = make_inputs(rng, v, 3, 2, 2, 3, dtype=np.float32)
+    args = (inp["x"], inp["W_ih"], inp["W_hh"], inp["b_ih"], inp["b_hh"])
+    with pytest.raises(ValueError, match=r"peepholes: expected shape \[K\*H\] = \[9\]"):
+        F.lstm_forward(*args, peepholes=np.zeros(8, np.float32))
+    with pytest.raises(TypeError, match="peepholes: expected dtype float32"):
+        F.lstm_forward(*args, peepholes=np.zeros(9))
+    with pytest.raises(TypeError, match="peepholes: expected a float32 or float64 array"):
+        F.lstm_forward(*args, peepholes=np.zeros(9, np.int64))
+    # zero peepholes compute the plain LSTM
+    y0 = F.lstm_forward(*args)[0]
+    assert_allclose(F.lstm_forward(*args, peepholes=np.zeros(9, np.float32))[0], y0, rtol=1e-6, atol=1e-7)
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. ONNX's operator test cases, and ONNX Runtime for activations and clip
+# --------------------------------------------------------------------------------------------------
+
+REQUIRE_ONNX = os.environ.get("RNNKIT_REQUIRE_ONNX") == "1"
+
+
+def _import_onnx(names=("onnx",)):
+    mods = []
+    for name in names:
+        try:
+            mods.append(importlib.import_module(name))
+        except ImportError:
+            if REQUIRE_ONNX:
+                raise
+            pytest.skip(f"{name} is not installed")
+    return mods
+
+
+def run_onnx_node(node, inputs):
+    """Runs an ONNX RNN / GRU / LSTM node on rnnkit.functional: ``inputs`` as the node's present inputs, in order.
+    Returns its present outputs, in order."""
+    import onnx
+
+    cell = node.op_type.lower()
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    slots = ["X", "W", "R", "B", "sequence_lens", "initial_h"] + (["initial_c", "P"] if cell == "lstm" else [])
+    present = iter(inputs)
+    given = {slot: (next(present) if i < len(node.input) and node.input[i] else None) for i, slot in enumerate(slots)}
+    layout = attrs.get("layout", 0)
+    X = given["X"] if layout == 0 else np.swapaxes(given["X"], 0, 1)  # [T, N, C]
+    direction = attrs.get("direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    D = 2 if direction == "bidirectional" else 1
+    spec = CELLS[cell]
+    A = len(spec.activations)
+    activations = acts.onnx_list(attrs.get("activations", []), attrs.get("activation_alpha", []),
+                                 attrs.get("activation_beta", []))
+
+    def state(name, d):
+        s = given.get(name)
+        if s is None:
+            return None
+        return (s if layout == 0 else np.swapaxes(s, 0, 1))[d]
+
+    ys, hs, cs = [], [], []
+    for d in range(D):
+        W_ih, W_hh, b_ih, b_hh = getattr(convert, f"from_onnx_{cell}")(given["W"], given["R"], given["B"], direction=d)
+        kw = dict(h0=state("initial_h", d), lengths=given["sequence_lens"],
+                  reverse=direction == "reverse" or d == 1, clip=attrs.get("clip"))
+        if activations:  # ONNX lists the forward direction's, then the reverse one's
+            kw["activations"] = activations[d * A:(d + 1) * A]
+        if cell == "lstm":
+            if given["P"] is not None:
+                kw["peepholes"] = convert.from_onnx_peepholes(given["P"], direction=d)
+            y, h, c, _ = F.lstm_forward(X, W_ih, W_hh, b_ih, b_hh, c0=state("initial_c", d), **kw)
+            cs.append(c)
+        elif cell == "gru":
+            y, h, _ = F.gru_forward(X, W_ih, W_hh, b_ih, b_hh, reset_after=bool(attrs.get("linear_before_reset", 0)),
+                                    **kw)
+        else:
+            y, h, _ = F.rnn_forward(X, W_ih, W_hh, b_ih, b_hh, **kw)
+        ys.append(y)
+        hs.append(h)
+    Y, Y_h = np.stack(ys, axis=1), np.stack(hs)  # [T, D, N, H], [D, N, H]
+    Y_c = np.stack(cs) if cs else None
+    if layout == 1:
+        Y, Y_h = Y.transpose(2, 0, 1, 3), Y_h.transpose(1, 0, 2)
+        Y_c = None if Y_c is None else Y_c.transpose(1, 0, 2)
+    outputs = dict(zip(["Y", "Y_h", "Y_c"], [Y, Y_h, Y_c]))
+    return [outputs[slot] for slot, name in zip(["Y", "Y_h", "Y_c"], node.output) if name]
+
+
+def onnx_operator_cases():
+    """(name, node, inputs, outputs) of every case the onnx package's RNN, GRU and LSTM test modules export."""
+    from onnx.backend.test.case.base import Base
+
+    cases = []
+    for op in ("rnn", "gru", "lstm"):
+        module = importlib.import_module(f"onnx.backend.test.case.node.{op}")
+        original = module.expect
+        module.expect = lambda node, inputs, outputs, name, **kw: cases.append((name, node, inputs, outputs))
+        try:
+            for cls in vars(module).values():
+                if isinstance(cls, type) and issubclass(cls, Base) and cls is not Base:
+                    for attr in sorted(vars(cls)):
+                        if attr.startswith("export"):
+                            getattr(cls, attr)()
+        finally:
+            module.expect = original
+    return cases
+
+
+def test_onnx_operator_test_cases():
+    _import_onnx()
+    cases = onnx_operator_cases()
+    names = sorted(name for name, *_ in cases)
+    # every case of the three operators, the peephole LSTM included
+    assert len(cases) >= 18 and "test_lstm_with_peepholes" in names, names
+    for name, node, inputs, outputs in cases:
+        got = run_onnx_node(node, inputs)
+        assert len(got) == len(outputs), name
+        for g, expected in zip(got, outputs):
+            assert g.shape == expected.shape, name
+            assert_allclose(g, expected, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+ONNX_ATTRS = [
+    ("RNN", dict(activations=["Relu"])),
+    ("RNN", dict(activations=["HardSigmoid"], activation_alpha=[0.3], activation_beta=[0.4], clip=1.5)),
+    ("RNN", dict(activations=["LeakyRelu", "Softsign"], direction="bidirectional", activation_alpha=[0.05, 0.0])),
+    ("GRU", dict(activations=["HardSigmoid", "Softplus"], linear_before_reset=1)),
+    ("GRU", dict(activations=["Sigmoid", "Elu"], clip=0.8)),
+    ("GRU", dict(activations=["Sigmoid", "Tanh", "Relu", "Softsign"], direction="bidirectional", clip=2.0)),
+    ("LSTM", dict(activations=["HardSigmoid", "Tanh", "Softsign"])),
+    ("LSTM", dict(activations=["Sigmoid", "Relu", "Tanh"], clip=0.7, peepholes=True)),
+    # the alphas and betas go to the activations that take them, in order: ScaledTanh (1.2, 0.7), Affine (0.5, 0.1)
+    ("LSTM", dict(activations=["Sigmoid", "ScaledTanh", "Affine"], activation_alpha=[1.2, 0.5],
+                  activation_beta=[0.7, 0.1], direction="reverse")),
+]
+
+
+@pytest.mark.parametrize("op, attrs", ONNX_ATTRS, ids=[f"{op}-{'-'.join(a['activations'])}" for op, a in ONNX_ATTRS])
+def test_onnx_runtime_activations_and_clip(rng, op, attrs):
+    onnx, ort = _import_onnx(("onnx", "onnxruntime"))
+    from onnx import TensorProto, helper
+
+    attrs = dict(attrs)
+    peepholes = attrs.pop("peepholes", False)
+    T_, N_, C_, H_ = 6, 4, 5, 7
+    D = 2 if attrs.get("direction") == "bidirectional" else 1
+    G = {"RNN": 1, "GRU": 3, "LSTM": 4}[op]
+    arrays = {"X": rng.standard_normal((T_, N_, C_)), "W": 0.7 * rng.standard_normal((D, G * H_, C_)),
+              "R": 0.7 * rng.standard_normal((D, G * H_, H_)), "B": 0.5 * rng.standard_normal((D, 2 * G * H_)),
+              "sequence_lens": np.array([T_, 3, 1, 5], np.int32)}
+    names = ["X", "W", "R", "B", "sequence_lens"]
+    if peepholes:
+        arrays["P"] = 0.5 * rng.standard_normal((D, 3 * H_))
+        names += ["", "", "P"]
+    arrays = {k: a.astype(np.float32) if a.dtype.kind == "f" else a for k, a in arrays.items()}
+    node = helper.make_node(op, names, ["Y", "Y_h"], hidden_size=H_, **attrs)
+    present = [n for n in names if n]
+    graph = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info(n, TensorProto.INT32 if n == "sequence_lens" else TensorProto.FLOAT,
+                                       arrays[n].shape) for n in present],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("Y", "Y_h")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {n: arrays[n] for n in present})
+    got = run_onnx_node(node, [arrays[n] for n in present])
+    for g, e in zip(got, expected):
+        assert_allclose(g, e, rtol=1e-4, atol=1e-5)
