@@ -203,15 +203,16 @@ def ref_recurrent_kernel(layer, a, lengths, states=()):
     """(y [T, N, H], final states, cache) of the reference kernel of a SimpleRNN / LSTM / GRU layer on a: [N, T, C]."""
     x_t = a.transpose(1, 0, 2)
     w = recurrent_weights(layer)
-    kw = dict(lengths=lengths, reverse=layer.go_backwards)
+    # the layer's options for the kernels: activations, GRU's reset_after, LSTM's peepholes
+    kw = dict(lengths=lengths, reverse=layer.go_backwards, **layer._kernel_options())
     states = list(states) + [None] * (layer.n_states - len(states))
     if layer.cell == "rnn":
-        y, h, cache = reference.rnn_forward(x_t, *w, h0=states[0], nonlinearity=layer.nonlinearity, **kw)
+        y, h, cache = reference.rnn_forward(x_t, *w, h0=states[0], **kw)
         return y, [h], cache
     if layer.cell == "lstm":
         y, h, c, cache = reference.lstm_forward(x_t, *w, h0=states[0], c0=states[1], **kw)
         return y, [h, c], cache
-    y, h, cache = reference.gru_forward(x_t, *w, h0=states[0], reset_after=layer.reset_after, **kw)
+    y, h, cache = reference.gru_forward(x_t, *w, h0=states[0], **kw)
     return y, [h], cache
 
 

@@ -120,6 +120,37 @@ def test_recurrent_layer(rng, cell, return_sequences, go_backwards, masked):
     assert_close(actual, expected)
 
 
+KERAS_ACTIVATIONS = ["tanh", "sigmoid", "hard_sigmoid", "relu", "linear", "elu", "softsign", "softplus", "selu",
+                     "leaky_relu"]
+
+
+def activation_cases():
+    """Every Keras activation as ``activation`` and as ``recurrent_activation`` of each layer, the other at its
+    default (SimpleRNN has only ``activation``)."""
+    for cell in ("rnn_tanh", "lstm", "gru", "gru_reset_before"):
+        arguments = ("activation",) if cell.startswith("rnn") else ("activation", "recurrent_activation")
+        for argument in arguments:
+            for name in KERAS_ACTIVATIONS:
+                yield pytest.param(cell, {argument: name}, id=f"{cell}-{argument}-{name}")
+
+
+@pytest.mark.parametrize("cell, activations", list(activation_cases()))
+def test_recurrent_layer_activations(rng, cell, activations):
+    """Keras' ``LSTM(activation=..., recurrent_activation=...)`` (and SimpleRNN's, GRU's) with the same weights."""
+    options = {k: v for k, v in CELLS[cell][2].items() if k != "activation"}
+    cls, keras_name = CELLS[cell][:2]
+    ours = cls(H, return_sequences=True, **options, **activations)
+    ours.ensure_built((None, T, C))
+    randomize(ours, rng)
+    theirs = getattr(keras.layers, keras_name)(H, return_sequences=True, **options, **activations)
+    theirs.build((None, T, C))
+    theirs.set_weights(keras_weights(ours))
+    for argument, name in activations.items():
+        assert ours.get_config()[argument] == name
+    actual, expected = run_both(ours, theirs, rng, masked=True)
+    assert_close(actual, expected)
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_recurrent_layer_return_state(rng, cell):
     ours, theirs = recurrent_pair(cell, rng, return_sequences=True, return_state=True)

@@ -42,9 +42,10 @@ import stat
 
 import numpy as np
 
-from . import _isa
+from . import _isa, saving
 from . import optimizers as _optimizers
 from . import random as _random
+from .version import __version__
 
 __all__ = ["RNNRBM", "RNNDBN", "LogLikelihood", "load", "ais_betas"]
 
@@ -229,8 +230,6 @@ class RNNRBM:
         ``rnnkit.saving``: no pickle, a digest of everything, the old file replaced whole or not at all): the
         weights as tensors by name, and the metadata ``format`` = ``rnnkit.generative``, ``format_version``,
         ``class`` and ``config`` (JSON). Read it back with ``rnnkit.generative.load``."""
-        from . import __version__, saving
-
         metadata = {"format": _FORMAT, "format_version": _FORMAT_VERSION, "rnnkit_version": __version__,
                     "class": type(self).__name__, "config": json.dumps(self.get_config())}
         saving.write_safetensors(path, self.weights, metadata)
@@ -559,8 +558,6 @@ def load(path):
     dtype) and the stored arrays become the weights: nothing is drawn. ValueError naming the file for anything
     wrong with it. The ``.npz`` files that earlier versions wrote are not read (a ValueError says so; NumPy's
     ``np.load(path, allow_pickle=False)`` still reads their weights, ``w/<name>``)."""
-    from . import saving
-
     try:
         tensors, metadata = saving.read_rnnkit_file(path, _FORMAT, _FORMAT_VERSION, "an RNNRBM or RNNDBN file")
     except ValueError:

@@ -17,14 +17,22 @@ what Keras trains: the two biases of the kernels only ever add up, and training 
 twice the rate. Initialisation follows Keras: ``kernel_initializer`` is called once on the Keras-shaped
 kernel ``[C, G*H]`` and ``recurrent_initializer`` on ``[H, G*H]`` (as Keras' ``add_weight`` does), then
 transposed; the bias gets ``bias_initializer`` (LSTM: forget block set to 1 with ``unit_forget_bias``).
+
+Activations are Keras': ``activation`` (SimpleRNN's nonlinearity; the candidate and, for LSTM, the output's
+``tanh(c_t)``) and ``recurrent_activation`` (the gates of LSTM and GRU), any of ``rnnkit.activations.KERAS`` (or
+None for linear, or a function with one of those names). The defaults run the kernels' fused path; others run
+element by element. ``LSTM(use_peepholes=True)`` adds the peephole weights ``peepholes: [3H]`` (gates i, f, o,
+started at zero: ONNX's ``P``), which let the gates see the cell state.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import activations as _activations
 from .. import functional, initializers
 from .. import random as _random
+from ..cells import CELLS
 from .base import Layer, as_float_array, backward_possible, get_initializer, sequence_batch, shift_steps
 
 __all__ = ["Recurrent", "SimpleRNN", "LSTM", "GRU", "dropout_mask", "reverse_steps", "carried_steps"]
@@ -72,17 +80,20 @@ class Recurrent(Layer):
     cut between calls: truncated BPTT); ``reset_states()`` forgets them.
     """
 
-    cell = None  # "rnn" | "lstm" | "gru": the functional kernel pair
+    cell = None  # "rnn" | "lstm" | "gru": the functional kernel pair (rnnkit.cells names its facts)
     gates = 1  # G
     n_states = 1  # 2 for LSTM (h, c)
     options = ()  # names of constructor arguments passed on to the kernels and kept in the config
+    use_peepholes = False
     supports_masking = True
     input_ndim = (3, "[N, T, C]")
 
     def __init__(self, units, return_sequences=False, return_state=False, go_backwards=False, stateful=False,
                  dropout=0.0, recurrent_dropout=0.0, use_bias=True, kernel_initializer="glorot_uniform",
-                 recurrent_initializer="orthogonal", bias_initializer="zeros", **kwargs):
+                 recurrent_initializer="orthogonal", bias_initializer="zeros", activation="tanh",
+                 recurrent_activation="sigmoid", **kwargs):
         super().__init__(**kwargs)
+        self._set_activations(activation=activation, recurrent_activation=recurrent_activation)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"units: expected a positive integer, got {units!r}")
         self.units = int(units)
@@ -98,6 +109,18 @@ class Recurrent(Layer):
         # steps (its backward layer)
         self._zero_padding = self._align_output = False
         self._context = None
+
+    def _set_activations(self, **given):
+        """Keras' activation arguments this cell has (rnnkit.cells), kept as Keras names."""
+        spec = CELLS[self.cell]
+        for argument, value in given.items():
+            if argument not in spec.keras_activations and value != "sigmoid":
+                raise TypeError(f"{type(self).__name__}: unexpected keyword argument {argument!r}")
+        for argument in spec.keras_activations:
+            value = given[argument]
+            name = getattr(value, "__name__", value) if callable(value) else value
+            _activations.keras(name, argument)  # ValueError naming the argument
+            setattr(self, argument, "linear" if name is None else name)
 
     # ---- weights --------------------------------------------------------------------------------------
     def build(self, input_shape):
@@ -116,6 +139,8 @@ class Recurrent(Layer):
                 self._add_weight("b_hh", self.bias_initializer((G * H,), dt, fan=H))
             else:
                 self._add_weight("bias", bias)
+        if self.use_peepholes:
+            self._add_weight("peepholes", np.zeros(3 * H, dt))
         self._zero_bias = np.zeros(G * H, dt)
         self.built = True
 
@@ -132,7 +157,15 @@ class Recurrent(Layer):
         return (w[0], w[1], w[2], w[3]) if self.two_biases else (w[0], w[1], w[2], zero)
 
     def _kernel_options(self):
-        return {name: getattr(self, name) for name in self.options if name != "unit_forget_bias"}
+        options = {name: getattr(self, name) for name in self.options if name != "unit_forget_bias"}
+        spec = CELLS[self.cell]
+        roles = {role: getattr(self, argument) for argument, rs in spec.keras_activations.items() for role in rs}
+        chosen = [roles[role] for role, _, _ in spec.activations]
+        if chosen != [default for _, default, _ in spec.activations]:
+            options["activations"] = chosen
+        if self.use_peepholes:
+            options["peepholes"] = self.weights[-1]
+        return options
 
     # ---- forward and backward ------------------------------------------------------------------------
     # Keras' signature: layer(sequences, initial_state=None, mask=None, training=None), so a state passed
@@ -256,7 +289,8 @@ class Recurrent(Layer):
         if in_mask is not None:
             dx = dx * in_mask
         self.state_grads = list(out[1:1 + self.n_states])
-        self.grads = list(out[1 + self.n_states:])[:len(self.weights)]
+        dW_ih, dW_hh, db_ih, db_hh, *dpeepholes = out[1 + self.n_states:]
+        self.grads = [dW_ih, dW_hh] + ([db_ih, db_hh] if self.two_biases else [db_ih]) * self.use_bias + dpeepholes
         return dx
 
     def reset_states(self, states=None):
@@ -286,34 +320,34 @@ class Recurrent(Layer):
                       recurrent_initializer=initializers.serialize(self.recurrent_initializer),
                       bias_initializer=initializers.serialize(self.bias_initializer))
         config.update({name: getattr(self, name) for name in self.options})
+        config.update({argument: getattr(self, argument) for argument in CELLS[self.cell].keras_activations})
         return config
 
 
 class SimpleRNN(Recurrent):
-    """Elman RNN: ``h_t = activation(W_ih x_t + b_ih + W_hh h_prev + b_hh)``; activation "tanh" or "relu"."""
+    """Elman RNN: ``h_t = activation(W_ih x_t + b_ih + W_hh h_prev + b_hh)``."""
 
-    cell, gates, options = "rnn", 1, ("nonlinearity",)
+    cell, gates = "rnn", 1
 
     def __init__(self, units, activation="tanh", **kwargs):
-        if activation not in ("tanh", "relu"):
-            raise ValueError(f"activation: SimpleRNN supports 'tanh' or 'relu', got {activation!r}")
-        self.nonlinearity = activation
-        super().__init__(units, **kwargs)
-
-    def get_config(self):
-        config = super().get_config()
-        config["activation"] = config.pop("nonlinearity")
-        return config
+        super().__init__(units, activation=activation, **kwargs)
 
 
 class LSTM(Recurrent):
-    """LSTM (gates i, f, g, o); ``unit_forget_bias`` starts the forget gate's ``b_ih`` block at 1 (Keras)."""
+    """LSTM (gates i, f, g, o); ``unit_forget_bias`` starts the forget gate's ``b_ih`` block at 1 (Keras);
+    ``use_peepholes`` adds ``peepholes: [3H]`` (i, f, o)."""
 
-    cell, gates, n_states, options = "lstm", 4, 2, ("unit_forget_bias",)
+    cell, gates, n_states, options = "lstm", 4, 2, ("unit_forget_bias", "use_peepholes")
 
-    def __init__(self, units, unit_forget_bias=True, **kwargs):
+    def __init__(self, units, unit_forget_bias=True, use_peepholes=False, **kwargs):
         self.unit_forget_bias = bool(unit_forget_bias)
+        self.use_peepholes = bool(use_peepholes)
         super().__init__(units, **kwargs)
+
+    def _kernel_options(self):
+        options = super()._kernel_options()
+        options.pop("use_peepholes")
+        return options
 
 
 class GRU(Recurrent):

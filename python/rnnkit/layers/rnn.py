@@ -24,6 +24,7 @@ from .. import ops
 from ..engine.functional import flatten
 from ..engine.tape import value_of
 from .base import Layer, weights_from
+from .registry import deserialize, serialize
 from .recurrent import GRU, LSTM, SimpleRNN
 
 __all__ = ["RNN", "SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells"]
@@ -144,14 +145,10 @@ class StackedRNNCells(Layer):
         return x, new_states
 
     def get_config(self):
-        from . import serialize
-
         return {**super().get_config(), "cells": [serialize(cell) for cell in self.cells]}
 
     @classmethod
     def from_config(cls, config):
-        from . import deserialize
-
         config = dict(config)
         return cls([deserialize(c) for c in config.pop("cells")], **config)
 
@@ -283,16 +280,12 @@ class RNN(Layer):
         return [mask] + [None] * len(_sizes(self.cell.state_size)) if self.return_state else mask
 
     def get_config(self):
-        from . import serialize
-
         return {**super().get_config(), "cell": serialize(self.cell), "return_sequences": self.return_sequences,
                 "return_state": self.return_state, "go_backwards": self.go_backwards, "stateful": self.stateful,
                 "unroll": self.unroll, "zero_output_for_mask": self.zero_output_for_mask}
 
     @classmethod
     def from_config(cls, config):
-        from . import deserialize
-
         config = dict(config)
         return cls(deserialize(config.pop("cell")), **config)
 
