@@ -38,6 +38,54 @@ def import_rnnkit(attempts: int = 20, delay: float = 3.0):
             time.sleep(delay)
 
 
+def import_rnnkit_from(path, name="rnnkit_ab", core_dir=None):
+    """Another build of rnnkit, imported from `path` as the package `name` beside `rnnkit` (run.py's --ab).
+
+    path: the root of a checkout (its package in python/rnnkit) or a package directory. Its compiled modules
+    (``_core``...) are taken from core_dir if given, else from the package directory if they are there, else
+    from the most recently built of path/build/*/ (an editable install leaves them outside the checkout, in
+    site-packages and in its build directory). rnnkit imports its own modules relatively only, so the copy runs
+    its own Python code and its own kernels. Returns (the package, the directory its compiled modules came from).
+    """
+    import glob
+    import importlib.machinery
+    import importlib.util
+    import os
+    import sys
+
+    path = os.path.abspath(path)
+    package = next((d for d in (path, os.path.join(path, "rnnkit"), os.path.join(path, "python", "rnnkit"))
+                    if os.path.isfile(os.path.join(d, "__init__.py"))), None)
+    if package is None:
+        raise ImportError(f"--ab: no rnnkit package at {path!r} (nor in its rnnkit/ or python/rnnkit/)")
+
+    def has_core(d):
+        return any(os.path.isfile(os.path.join(d, "_core" + s)) for s in importlib.machinery.EXTENSION_SUFFIXES)
+
+    if core_dir is None:
+        built = sorted((d for d in glob.glob(os.path.join(path, "build", "*")) if has_core(d)),
+                       key=lambda d: max(os.path.getmtime(f) for f in glob.glob(os.path.join(d, "_core*"))))
+        core_dir = package if has_core(package) else built[-1] if built else None
+    if core_dir is None or not has_core(os.path.abspath(core_dir)):
+        raise ImportError(f"--ab: no compiled module _core for {package!r} (looked in it and in {path}/build/*/)")
+    core_dir = os.path.abspath(core_dir)
+    if name in sys.modules:
+        raise ImportError(f"--ab: a module {name!r} is already imported")
+    # the package's modules are looked for in core_dir first, then in the package's own directory
+    spec = importlib.util.spec_from_file_location(name, os.path.join(package, "__init__.py"),
+                                                  submodule_search_locations=[core_dir, package])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        importlib.import_module(f"{name}.functional")
+    except BaseException:
+        for m in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[m]
+        raise
+    return module, core_dir
+
+
 class Peer:
     name = "peer"
     can_train = True

@@ -1,12 +1,21 @@
 """rnnkit against the NumPy reference, PyTorch and ONNX Runtime, in one process.
 
     python benchmarks/run.py [--quick] [--threads N] [--json PATH] [--only kernels,streaming,memory,model_api]
+                             [--ab PATH [--ab-core DIR]]
 
 Every measurement is interleaved (round-robin over the peers within each repeat, so machine noise hits all
 peers alike) and reported as the median of the repeats (min and IQR in the JSON). Ratios are
 peer time / rnnkit time: > 1 means rnnkit is faster. GFLOP/s count the flops of the matrix products
 (forward 2*T*N*G*H*(C_l + H) per layer, training 3x that) and are also given as a fraction of what
 numpy.matmul achieves on the same products in the same run ("% GEMM").
+
+A/B of two builds: --ab PATH imports a second rnnkit from PATH (a checkout's root or a package directory, with
+its compiled module in the package, in PATH/build/*/, or in --ab-core DIR) as the package rnnkit_ab, and runs
+its functional kernels as the peer "rnnkit@base" in the same rotation as the imported rnnkit's (and in the
+streaming section). Its ratio column is then base time / this build's time. For example, from an environment
+where `rnnkit` is the new build and /tmp/base is a built checkout of the old commit:
+
+    python benchmarks/run.py --quick --peers rnnkit --ab /tmp/base --only kernels --no-memory
 """
 
 from __future__ import annotations
@@ -31,7 +40,15 @@ def parse_args(argv=None):
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     ap.add_argument("--only", default=None, help="comma-separated sections to run, of " + ", ".join(SECTIONS)
                     + " (default: all)")
+    ap.add_argument("--ab", metavar="PATH", default=None,
+                    help="also run the rnnkit at PATH (a built checkout or a package directory) as the peer "
+                         "rnnkit@base: an A/B of two builds (ratio: base time / rnnkit time)")
+    ap.add_argument("--ab-core", metavar="DIR", default=None,
+                    help="where --ab's compiled modules are (default: its package directory, else the newest "
+                         "PATH/build/*/ that has them)")
     args = ap.parse_args(argv)
+    if args.ab_core and not args.ab:
+        ap.error("--ab-core needs --ab")
     args.sections = set(SECTIONS) if args.only is None else {s.strip() for s in args.only.split(",") if s.strip()}
     if args.sections - set(SECTIONS):
         ap.error(f"--only: unknown section(s) {sorted(args.sections - set(SECTIONS))}; choose from {SECTIONS}")
@@ -62,7 +79,7 @@ if os.path.dirname(HERE) not in sys.path:
 
 from benchmarks import cases as K  # noqa: E402
 from benchmarks.model_api import KINDS as MODEL_KINDS, measure_model_api  # noqa: E402
-from benchmarks.peers import available_peers, import_rnnkit  # noqa: E402
+from benchmarks.peers import FunctionalPeer, available_peers, import_rnnkit, import_rnnkit_from  # noqa: E402
 from benchmarks.timing import interleaved, summary  # noqa: E402
 
 
@@ -245,11 +262,15 @@ def _as_array(out):
         return None
 
 
+VARIANTS = ("@full",)  # the suffixes measure_case gives the other variants of a case
+
+
 def _peer_of(name, suffix):
-    """'torch@full' -> 'torch' for suffix '@full'; 'torch' -> 'torch' for suffix ''; None if another variant."""
+    """'torch@full' -> 'torch' for suffix '@full'; 'torch' -> 'torch' for suffix ''; None if another variant.
+    A peer's own name may have an '@' too ('rnnkit@base', 'rnnkit@base@full')."""
     if suffix:
         return name[:-len(suffix)] if name.endswith(suffix) else None
-    return None if "@" in name else name
+    return None if name.endswith(VARIANTS) else name
 
 
 GEMM = "numpy_gemm"  # the baseline run in the same rotation: numpy.matmul on exactly the forward's products
@@ -598,6 +619,10 @@ def print_report(out, peer_names):
                  if bg > 0.1 * (m["cpu_count"] or 1) else " (column bg: per case)"))
     print(f"python {m['python']} | numpy {m['numpy']} | torch {m.get('torch', 'not run')} | onnxruntime "
           f"{m.get('onnxruntime', 'not run')} | rnnkit {m['rnnkit']} {m['rnnkit_build_info']}")
+    if out.get("ab"):
+        ab = out["ab"]
+        print(f"A/B: rnnkit = {m.get('rnnkit_core')} (git {m.get('rnnkit_git')}); {ab['peer']} = {ab['core']} "
+              f"(git {ab['git']}), {ab['build_info'].get('flags', '').strip()}")
     print("Ratios are peer time / rnnkit time (> 1: rnnkit faster). GF/s: matrix-product GFLOP/s; %GEMM: of what "
           "numpy.matmul does on the same products. sys: the kernel's CPU ms per call (page faults of freshly mapped "
           "memory, mostly).")
@@ -688,6 +713,21 @@ def print_report(out, peer_names):
 
 # ---------------------------------------------------------------------------------------------------------
 
+AB = "rnnkit@base"  # the peer --ab adds
+
+
+def _git_head(path):
+    """The commit checked out at path (a short hash, '+' if its tracked files differ from it), or None."""
+    try:
+        head = subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+        dirty = subprocess.run(["git", "-C", path, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "") if head.returncode == 0 else None
+
+
 def run(args):
     profile = "smoke" if args.smoke else "quick" if args.quick else "full"
     prof = PROFILES[profile]
@@ -696,6 +736,14 @@ def run(args):
     rnnkit = import_rnnkit()
     wanted = tuple(p.strip() for p in args.peers.split(",") if p.strip())
     peers, missing = available_peers(include=wanted)
+    ab = None
+    if getattr(args, "ab", None):
+        base, core_dir = import_rnnkit_from(args.ab, "rnnkit_ab", getattr(args, "ab_core", None))
+        peers.insert(1 if peers and peers[0].name == "rnnkit" else 0,
+                     FunctionalPeer(AB, base.functional, base.set_num_threads, base.__version__))
+        ab = {"peer": AB, "path": os.path.abspath(args.ab), "package": os.path.dirname(base.__file__),
+              "core": base._isa.current.__file__, "core_dir": core_dir, "rnnkit": base.__version__,
+              "build_info": base.build_info(), "git": _git_head(args.ab)}
     for p in peers:
         p.set_threads(args.threads)
     peer_names = [p.name for p in peers]
@@ -703,6 +751,10 @@ def run(args):
     gc.freeze()  # the imported libraries' objects: keeps the collections between timed rounds short
     out = {"schema": 1, "profile": profile, "machine": machine_info(rnnkit, peers, args.threads),
            "peers": peer_names, "missing_peers": missing}
+    if ab:
+        out["machine"]["rnnkit_core"] = rnnkit._isa.current.__file__
+        out["machine"]["rnnkit_git"] = _git_head(os.path.dirname(rnnkit.__file__))
+        out["ab"] = ab
     print(f"peers: {', '.join(peer_names)}" + (f"; missing: {missing}" if missing else ""), flush=True)
 
     sections = getattr(args, "sections", set(SECTIONS))

@@ -191,3 +191,34 @@ def test_timing_counts_the_page_faults_of_each_peer():
     assert all(f >= pages for f in out["fresh"]["minor_faults"]), out["fresh"]["minor_faults"]
     assert all(f < pages / 4 for f in out["reused"]["minor_faults"]), out["reused"]["minor_faults"]
     assert len(out["fresh"]["sys_s"]) == 3 and all(v >= 0 for v in out["fresh"]["sys_s"])
+
+
+def test_ab_runs_a_second_build_beside_rnnkit(tmp_path):
+    # --ab: the installed rnnkit's own package and compiled module imported a second time, under another name,
+    # and timed as the peer rnnkit@base in every record; the same kernels, so the same outputs to the bit
+    import rnnkit
+
+    core_dir = os.path.dirname(rnnkit._isa.current.__file__)
+    args = bench.parse_args(["--smoke", "--threads", "1", "--peers", "rnnkit", "--only", "kernels", "--ab",
+                             os.path.dirname(rnnkit.__file__), "--ab-core", core_dir, "--json",
+                             str(tmp_path / "ab.json")])
+    try:
+        out = bench.run(args)
+        ab = sys.modules["rnnkit_ab"]
+        assert ab is not rnnkit and ab.functional.gru_forward is not rnnkit.functional.gru_forward
+        assert ab._isa.current.__name__ == "rnnkit_ab._core"
+    finally:
+        for name in [m for m in sys.modules if m == "rnnkit_ab" or m.startswith("rnnkit_ab.")]:
+            del sys.modules[name]
+    assert out["peers"] == ["rnnkit", "rnnkit@base"]
+    assert out["ab"]["core_dir"] == core_dir and out["ab"]["package"] == os.path.dirname(rnnkit.__file__)
+    assert {r["variant"] for r in out["results"]} == {"full", "varlen", "padded"}
+    for r in out["results"]:
+        s = r["peers"]["rnnkit@base"]
+        assert s["median_s"] > 0 and s["rnnkit_speedup"] == s["median_s"] / r["peers"]["rnnkit"]["median_s"]
+        assert s["max_abs_diff_vs_rnnkit"] == 0.0, (r["mode"], r["label"], r["variant"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--ab-core", core_dir])
+    with pytest.raises(ImportError, match="no rnnkit package"):
+        bench.run(bench.parse_args(["--smoke", "--only", "kernels", "--ab", str(tmp_path), "--json",
+                                    str(tmp_path / "none.json")]))
