@@ -249,8 +249,18 @@ struct TypedGate {
   S forward(S a) const { return act(clipped ? std::clamp(a, -c, c) : a); }
   // d * act'(a) at y = act(clip(a)); zero where the pre-activation was clipped (its output at a bound)
   S backward(S y, S d) const { return clipped && (y == hi || y == lo) ? S(0) : d * act.grad(y); }
+  // a = act(clip(a)) over w values: the vectorised forms for tanh, sigmoid and relu, any other element by element
   void forward(S* a, Index w) const {
-    for (Index u = 0; u < w; ++u) a[u] = forward(a[u]);
+    auto v = view(a, 1, w);
+    if (clipped) v = v.cwiseMax(-c).cwiseMin(c);
+    switch (act.kind) {
+      case Act::tanh: tanh_inplace(v); return;
+      case Act::sigmoid: sigmoid_inplace(v); return;
+      case Act::relu: relu_inplace(v); return;
+      case Act::linear: return;
+      default:
+        for (Index u = 0; u < w; ++u) a[u] = act(a[u]);
+    }
   }
   void backward(const S* y, S* d, Index w) const {
     for (Index u = 0; u < w; ++u) d[u] = backward(y[u], d[u]);
@@ -265,7 +275,14 @@ struct Gate {
   template <class S>
   TypedGate<S> of() const {
     const S c = static_cast<S>(clip);
-    return {act, clip > 0, c, clip > 0 ? act(c) : S(0), clip > 0 ? act(-c) : S(0)};
+    TypedGate<S> gate{act, clip > 0, c, S(0), S(0)};
+    if (clip > 0) {
+      // the outputs at the bounds, computed as the row's outputs are (a vectorised tanh rounds as the scalar one may not)
+      S bounds[2] = {c, -c};
+      gate.forward(bounds, 2);
+      gate.hi = bounds[0], gate.lo = bounds[1];
+    }
+    return gate;
   }
   bool is(Act k) const { return clip <= 0 && act.is(k); }
 };

@@ -175,42 +175,43 @@ struct GruCell {
     s.product(s.dgates_time, G * H, 0, 2, true);
   }
 
-  // One row of reset_after's generic path, element by element.
+  // One row of reset_after's generic path: each step of the equations over the row's units at once.
   template <class Row>
   void forward_row(Row& r) const {
     using S = std::decay_t<decltype(*r.h_t)>;
     const auto F = f.template of<S>(), Gg = g.template of<S>();
-    const Index H = r.H, gs = r.gs, ws = r.ws;
-    S* a = r.gates;
-    const S* q = r.rec;
-    for (Index u = 0; u < r.w; ++u) {
-      const S rg = F.forward(a[u] + q[u]), z = F.forward(a[gs + u] + q[ws + u]);
-      // aux = W_hn h_rec + b_hn; n = g(W_in x_t + b_in + r * aux)
-      const S aux = q[2 * ws + u] + r.b_hh[2 * H + u];
-      const S n = Gg.forward(a[2 * gs + u] + rg * aux);
-      a[u] = rg, a[gs + u] = z, a[2 * gs + u] = n, r.aux[u] = aux;
-      // h_t = (1 - z) * n + z * h_prev
-      r.h_t[u] = n + z * (r.h_prev[u] - n);
-    }
+    const Index H = r.H, gs = r.gs, ws = r.ws, w = r.w;
+    auto gate = [&](int k) { return view(r.gates + k * gs, 1, w).array(); };
+    auto rec = [&](int k) { return view(r.rec + k * ws, 1, w).array(); };
+    // r = f(a_r + W_hr h_rec), z = f(a_z + W_hz h_rec)
+    gate(0) += rec(0), gate(1) += rec(1);
+    F.forward(r.gates, w), F.forward(r.gates + gs, w);
+    // aux = W_hn h_rec + b_hn; n = g(W_in x_t + b_in + r * aux)
+    auto aux = view(r.aux, 1, w).array();
+    aux = rec(2) + view(r.b_hh + 2 * H, 1, w).array();
+    gate(2) += gate(0) * aux;
+    Gg.forward(r.gates + 2 * gs, w);
+    // h_t = (1 - z) * n + z * h_prev
+    view(r.h_t, 1, w).array() = gate(2) + gate(1) * (view(r.h_prev, 1, w).array() - gate(2));
   }
   template <class Row>
   void backward_row(Row& q) const {
     using S = std::decay_t<decltype(*q.dh)>;
     const auto F = f.template of<S>(), Gg = g.template of<S>();
-    const Index H = q.H;
-    const S* a = q.gates;
-    S* d = q.dgates;
-    for (Index u = 0; u < q.w; ++u) {
-      const S rg = a[u], z = a[H + u], n = a[2 * H + u], dh = q.dh[u];
-      // dn_pre = dh * (1 - z) * g'(n); dr_pre = dn_pre * aux * f'(r); dz_pre = dh * (h_prev - n) * f'(z)
-      const S dn = Gg.backward(n, dh * (S(1) - z));
-      d[u] = F.backward(rg, dn * q.aux[u]);
-      d[H + u] = F.backward(z, dh * (q.h_prev[u] - n));
-      d[2 * H + u] = dn;
-      // the hidden side of n sees dn_pre * r; direct path: dh_prev = dh * z
-      q.dextra[u] = dn * rg;
-      q.dh_prev[u] = dh * z;
-    }
+    const Index H = q.H, w = q.w;
+    auto gate = [&](int k) { return view(q.gates + k * H, 1, w).array(); };
+    auto d = [&](int k) { return view(q.dgates + k * H, 1, w).array(); };
+    const auto dh = view(q.dh, 1, w).array();
+    // dn_pre = dh * (1 - z) * g'(n); dr_pre = dn_pre * aux * f'(r); dz_pre = dh * (h_prev - n) * f'(z)
+    d(2) = dh * (S(1) - gate(1));
+    Gg.backward(q.gates + 2 * H, q.dgates + 2 * H, w);
+    d(0) = d(2) * view(q.aux, 1, w).array();
+    F.backward(q.gates, q.dgates, w);
+    d(1) = dh * (view(q.h_prev, 1, w).array() - gate(2));
+    F.backward(q.gates + H, q.dgates + H, w);
+    // the hidden side of n sees dn_pre * r; direct path: dh_prev = dh * z
+    view(q.dextra, 1, w).array() = d(2) * gate(0);
+    view(q.dh_prev, 1, w).array() = dh * gate(1);
   }
 
   template <class S>

@@ -90,50 +90,67 @@ struct LstmCell {
     s.product(s.dgates_time, G * s.H, 0, G, false);
   }
 
-  // One row of the generic path, element by element.
+  // One row of the generic path: each step of the equations over the row's units at once.
   template <class Row>
   void forward_row(Row& r) const {
     using S = std::decay_t<decltype(*r.h_t)>;
     const auto F = f.template of<S>(), Gg = g.template of<S>(), Hh = h.template of<S>();
-    const Index H = r.H, gs = r.gs, ws = r.ws;
-    S* a = r.gates;
-    const S* q = r.rec;
-    for (Index u = 0; u < r.w; ++u) {
-      const S c_prev = r.c_prev[u];
-      S ai = a[u] + q[u], af = a[gs + u] + q[ws + u], ag = a[2 * gs + u] + q[2 * ws + u], ao = a[3 * gs + u] + q[3 * ws + u];
-      if (peepholes) ai += r.params[u] * c_prev, af += r.params[H + u] * c_prev;
-      const S i = F.forward(ai), fg = F.forward(af), gg = Gg.forward(ag);
-      // c_t = f * c_prev + i * g
-      const S c = fg * c_prev + i * gg;
-      if (peepholes) ao += r.params[2 * H + u] * c;
-      const S o = F.forward(ao);
-      a[u] = i, a[gs + u] = fg, a[2 * gs + u] = gg, a[3 * gs + u] = o;
-      r.aux[u] = c_prev, r.c_t[u] = c;
-      // h_t = o * h(c_t)
-      r.h_t[u] = o * Hh.forward(c);
+    const Index H = r.H, gs = r.gs, ws = r.ws, w = r.w;
+    auto gate = [&](int k) { return view(r.gates + k * gs, 1, w).array(); };
+    for (int k = 0; k < G; ++k) gate(k) += view(r.rec + k * ws, 1, w).array();
+    const auto c_prev = view(r.c_prev, 1, w).array();
+    if (peepholes) {
+      // a_i += p_i * c_prev, a_f += p_f * c_prev
+      gate(0) += view(r.params, 1, w).array() * c_prev;
+      gate(1) += view(r.params + H, 1, w).array() * c_prev;
     }
+    F.forward(r.gates, w), F.forward(r.gates + gs, w), Gg.forward(r.gates + 2 * gs, w);
+    // c_t = f * c_prev + i * g
+    auto c = view(r.c_t, 1, w).array();
+    c = gate(1) * c_prev + gate(0) * gate(2);
+    if (peepholes) gate(3) += view(r.params + 2 * H, 1, w).array() * c;  // a_o += p_o * c_t
+    F.forward(r.gates + 3 * gs, w);
+    view(r.aux, 1, w) = view(r.c_prev, 1, w);
+    // h_t = o * h(c_t)
+    auto h_t = view(r.h_t, 1, w).array();
+    h_t = c;
+    Hh.forward(r.h_t, w);
+    h_t *= gate(3);
   }
   template <class Row>
   void backward_row(Row& r) const {
     using S = std::decay_t<decltype(*r.dh)>;
     const auto F = f.template of<S>(), Gg = g.template of<S>(), Hh = h.template of<S>();
     const Index H = r.H, w = r.w;
-    const S* a = r.gates;
-    S* d = r.dgates;
-    for (Index u = 0; u < w; ++u) {
-      const S i = a[u], fg = a[H + u], gg = a[2 * H + u], o = a[3 * H + u], c_prev = r.aux[u], dh = r.dh[u];
-      // c_t and h(c_t), recomputed from the gates
-      const S c = fg * c_prev + i * gg, hc = Hh.forward(c);
-      // do_pre = dh * h(c_t) * f'(o); dc_t = dc + dh * o * h'(c_t) (+ do_pre * p_o)
-      const S d_o = F.backward(o, dh * hc);
-      S dc = r.dc[u] + Hh.backward(hc, dh * o);
-      if (peepholes) dc += d_o * r.params[2 * H + u];
-      const S d_i = F.backward(i, dc * gg), d_f = F.backward(fg, dc * c_prev), d_g = Gg.backward(gg, dc * i);
-      d[u] = d_i, d[H + u] = d_f, d[2 * H + u] = d_g, d[3 * H + u] = d_o;
-      // dc_prev = dc_t * f (+ di_pre * p_i + df_pre * p_f)
-      r.dc_prev[u] = dc * fg + (peepholes ? d_i * r.params[u] + d_f * r.params[H + u] : S(0));
-      if (peepholes) r.dparams[u] += d_i * c_prev, r.dparams[w + u] += d_f * c_prev, r.dparams[2 * w + u] += d_o * c;
+    auto gate = [&](int k) { return view(r.gates + k * H, 1, w).array(); };
+    auto d = [&](int k) { return view(r.dgates + k * H, 1, w).array(); };
+    const auto c_prev = view(r.aux, 1, w).array(), dh = view(r.dh, 1, w).array();
+    // h(c_t), with c_t recomputed from the gates: c_t = f * c_prev + i * g
+    auto hc = view(r.work, 1, w).array();
+    hc = gate(1) * c_prev + gate(0) * gate(2);
+    Hh.forward(r.work, w);
+    // do_pre = dh * h(c_t) * f'(o)
+    d(3) = dh * hc;
+    F.backward(r.gates + 3 * H, r.dgates + 3 * H, w);
+    // dc_t = dc + dh * o * h'(c_t) (+ do_pre * p_o), kept in dc_prev until the end
+    auto dc = view(r.dc_prev, 1, w).array();
+    dc = dh * gate(3);
+    Hh.backward(r.work, r.dc_prev, w);
+    dc += view(r.dc, 1, w).array();
+    if (peepholes) dc += d(3) * view(r.params + 2 * H, 1, w).array();
+    // di_pre = dc_t * g * f'(i), df_pre = dc_t * c_prev * f'(f), dg_pre = dc_t * i * g'(g)
+    d(0) = dc * gate(2), d(1) = dc * c_prev, d(2) = dc * gate(0);
+    F.backward(r.gates, r.dgates, w), F.backward(r.gates + H, r.dgates + H, w);
+    Gg.backward(r.gates + 2 * H, r.dgates + 2 * H, w);
+    if (peepholes) {
+      // the peepholes' gradients: di_pre * c_prev, df_pre * c_prev, do_pre * c_t
+      view(r.dparams, 1, w).array() += d(0) * c_prev;
+      view(r.dparams + w, 1, w).array() += d(1) * c_prev;
+      view(r.dparams + 2 * w, 1, w).array() += d(3) * (gate(1) * c_prev + gate(0) * gate(2));
     }
+    // dc_prev = dc_t * f (+ di_pre * p_i + df_pre * p_f)
+    dc *= gate(1);
+    if (peepholes) dc += d(0) * view(r.params, 1, w).array() + d(1) * view(r.params + H, 1, w).array();
   }
 
   template <class S>
