@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "rnnkit/sequence.hpp"
+#include "rnnkit/tuning.hpp"
 
 namespace rnnkit::bind {
 
@@ -139,17 +140,15 @@ inline py::object int64_lengths(py::handle o) {
   return a;
 }
 
-// Working memory of one call. A fresh large buffer costs a page fault and the OS zeroing a page for every
-// 4 KiB on every call (measured: a fifth of an LSTM training step at T=100, N=32, H=256), so a buffer of up
-// to `keep` bytes is kept for the calling thread's next call (one per thread: concurrent calls never
-// share); a larger one is the call's own and freed with it. Never zeroed: the kernels write every element
+// Working memory of one call. A buffer of up to tuning::scratch_keep_bytes is kept for the calling thread's
+// next call (one per thread: concurrent calls never share), since a fresh one costs a page fault per page on
+// every call; a larger one is the call's own and freed with it. Never zeroed: the kernels write every element
 // before reading it. release_memory() frees the calling thread's kept buffer.
 template <class S>
 class Scratch {
  public:
-  static constexpr size_t keep = size_t(64) << 20;
   explicit Scratch(size_t n) {
-    if (n * sizeof(S) > keep) {
+    if (n * sizeof(S) > tuning::scratch_keep_bytes) {
       own_.reset(new S[n]);
       data_ = own_.get();
       return;
@@ -178,10 +177,9 @@ class Scratch {
   S* data_;
 };
 
-// Memory for the arrays the kernels return, kept for reuse when numpy frees them. A training loop
-// allocates the same large caches and gradients at every step; from the C library each would be fresh
-// pages, which the OS faults in and zeroes one by one (measured: about a fifth of an LSTM training
-// step at T=100, N=32, H=256). Blocks are reused by exact size; at most `limit` bytes are kept.
+// Memory for the arrays the kernels return, kept for reuse when numpy frees them: a training loop allocates
+// the same large caches and gradients at every step. Blocks are reused by exact size; at most
+// tuning::pool_keep_bytes are kept.
 class BlockPool {
  public:
   static BlockPool& instance() {
@@ -206,7 +204,7 @@ class BlockPool {
   void put(void* p, size_t bytes) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (kept_ + bytes <= limit) {
+      if (kept_ + bytes <= tuning::pool_keep_bytes) {
         free_.emplace(bytes, p);
         kept_ += bytes;
         return;
@@ -221,7 +219,6 @@ class BlockPool {
     free_.clear();
     kept_ = 0;
   }
-  static constexpr size_t limit = size_t(256) << 20;
 
  private:
   std::mutex mutex_;
@@ -229,13 +226,13 @@ class BlockPool {
   size_t kept_ = 0;
 };
 
-// An uninitialised C-ordered array; large ones take their memory from BlockPool.
+// An uninitialised C-ordered array; large ones (tuning::pool_min_bytes) take their memory from BlockPool.
 template <class S>
 py::array_t<S> empty(std::initializer_list<py::ssize_t> shape) {
   size_t count = 1;
   for (auto n : shape) count *= static_cast<size_t>(n);
   const size_t bytes = count * sizeof(S);
-  if (bytes < (size_t(1) << 16)) return py::array_t<S>(std::vector<py::ssize_t>(shape));
+  if (bytes < tuning::pool_min_bytes) return py::array_t<S>(std::vector<py::ssize_t>(shape));
   struct Block {
     void* p;
     size_t bytes;

@@ -20,6 +20,7 @@
 #include "rnnkit/sequence.hpp"
 #include "rnnkit/shapes.hpp"
 #include "rnnkit/threads.hpp"
+#include "rnnkit/tuning.hpp"
 
 namespace rnnkit {
 
@@ -84,7 +85,7 @@ void jordan_forward(const JordanCell& cell, const JordanDims& d, const JordanWei
   if (N == 0 || (U == 0 && O == 0)) return;  // every output and cache array is empty
   nthreads = threads_for(2.0 * TN * U * (C + 2 * O), nthreads);
   // the recurrence runs fixed blocks of batch rows (see for_row_blocks), each over the whole sequence
-  const Index min_rows = 16;
+  const Index min_rows = tuning::jordan_row_block;
   const auto W_xh = view(w.W_xh, U, C), W_yh = view(w.W_yh, U, O), W_hy = view(w.W_hy, O, U);
   const auto b_h = view(w.b_h, 1, U), b_y = view(w.b_y, 1, O);
   // padded steps read as zeros: their h (kept for backward's dW_hy = dZ^T h) stays finite
@@ -93,7 +94,7 @@ void jordan_forward(const JordanCell& cell, const JordanDims& d, const JordanWei
 
   parallel(nthreads, [&](int tid, int nt) {
     // h = x W_xh^T + b_h, for every step at once
-    for_row_blocks(TN, 32, tid, nt, [&](Index i0, Index i1) {
+    for_row_blocks(TN, tuning::product_min_rows, tid, nt, [&](Index i0, Index i1) {
       auto a = view(b.h + i0 * U, i1 - i0, U);
       a.noalias() = view(x + i0 * C, i1 - i0, C) * W_xh.transpose();
       a.rowwise() += b_h.row(0);
@@ -152,7 +153,7 @@ void jordan_backward(const JordanCell& cell, const JordanDims& d, const JordanWe
     return;
   }
   nthreads = threads_for(4.0 * TN * U * (C + 2 * O), nthreads);
-  const Index min_rows = 16;  // as in jordan_forward
+  const Index min_rows = tuning::jordan_row_block;  // as in jordan_forward
   const auto W_xh = view(w.W_xh, U, C), W_yh = view(w.W_yh, U, O), W_hy = view(w.W_hy, O, U);
   // padded steps never enter the computation, but dW_xh sums 0 * x over every row: NaN there would spread
   std::vector<S> x_own;
@@ -199,7 +200,7 @@ void jordan_backward(const JordanCell& cell, const JordanDims& d, const JordanWe
     barrier(nt);
 
     // dW_xh = dA^T x, dW_yh = dA^T y_prev, db_h = sum over rows of dA; blocks of U
-    for_row_blocks(U, 32, tid, nt, [&](Index j0, Index j1) {
+    for_row_blocks(U, tuning::product_min_rows, tid, nt, [&](Index j0, Index j1) {
       const Index n = j1 - j0;
       const auto dA = view((const S*)b.da + j0, TN, n, U);
       view(b.dW_xh + j0 * C, n, C).noalias() = dA.transpose() * view(x, TN, C);
@@ -207,14 +208,14 @@ void jordan_backward(const JordanCell& cell, const JordanDims& d, const JordanWe
       detail::sum_rows(dA, view(b.db_h + j0, 1, n));
     });
     // dW_hy = dZ^T h, db_y = sum over rows of dZ; blocks of O
-    for_row_blocks(O, 32, tid, nt, [&](Index k0, Index k1) {
+    for_row_blocks(O, tuning::product_min_rows, tid, nt, [&](Index k0, Index k1) {
       const Index n = k1 - k0;
       const auto dZ = view((const S*)b.dz + k0, TN, n, O);
       view(b.dW_hy + k0 * U, n, U).noalias() = dZ.transpose() * view(b.h, TN, U);
       detail::sum_rows(dZ, view(b.db_y + k0, 1, n));
     });
     // dx = dA W_xh
-    for_row_blocks(TN, 32, tid, nt, [&](Index i0, Index i1) {
+    for_row_blocks(TN, tuning::product_min_rows, tid, nt, [&](Index i0, Index i1) {
       view(b.dx + i0 * C, i1 - i0, C).noalias() = view((const S*)b.da + i0 * U, i1 - i0, U) * W_xh;
     });
   });

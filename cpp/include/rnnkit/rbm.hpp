@@ -16,7 +16,7 @@
 //
 // Determinism: every random draw comes from a counter-based stream keyed by
 // (seed, frame or sequence index, purpose) and is consumed in a fixed order, and work
-// is cut into blocks of a fixed number of rows before being dealt to threads, so
+// is cut into blocks of a fixed number of rows (tuning.hpp) before being dealt to threads, so
 // every product has the same shapes whatever the thread count. Results are bitwise
 // identical at any thread count.
 #pragma once
@@ -30,6 +30,7 @@
 #include "rnnkit/activations.hpp"
 #include "rnnkit/shapes.hpp"
 #include "rnnkit/threads.hpp"
+#include "rnnkit/tuning.hpp"
 
 namespace rnnkit::rbm {
 
@@ -70,10 +71,6 @@ inline void sample_inplace(View<S> p, Stream* st) {
 
 // ---------------------------------------------------------------- helpers
 
-constexpr Index kFrameBlock = 64;  // rows of a frame-parallel product
-constexpr Index kRowBlock = 8;     // sequences per recurrence block
-constexpr Index kOutBlock = 16;    // output rows of a weight-gradient product
-
 // f(begin, end) over blocks of `block` items, the blocks dealt round-robin to the threads.
 template <class F>
 inline void for_blocks(Index n, Index block, int nt, F&& f) {
@@ -112,7 +109,7 @@ inline Eigen::Map<const RowVector<S>> row_vector(const S* p, Index n) {
 // out [M, K] = in [M, J] W^T (+ b) for W [K, J], over fixed blocks of frames.
 template <class S>
 inline void project(Index M, Index J, Index K, const S* in, const S* W, const S* b, S* out, int nt) {
-  for_blocks(M, kFrameBlock, nt, [&](Index f0, Index f1) {
+  for_blocks(M, tuning::rbm_frame_block, nt, [&](Index f0, Index f1) {
     auto o = view(out + f0 * K, f1 - f0, K);
     o.noalias() = view(in + f0 * J, f1 - f0, J) * view(W, K, J).transpose();
     if (b) o.rowwise() += row_vector(b, K);
@@ -123,7 +120,7 @@ inline void project(Index M, Index J, Index K, const S* in, const S* W, const S*
 // accumulates into out when `accumulate`.
 template <class S>
 inline void gemm_tn(Index M, Index K, Index J, const S* A, const S* B, S* out, bool accumulate, int nt) {
-  for_blocks(K, kOutBlock, nt, [&](Index k0, Index k1) {
+  for_blocks(K, tuning::rbm_out_block, nt, [&](Index k0, Index k1) {
     auto o = view(out + k0 * J, k1 - k0, J);
     auto a = view(A, M, K).middleCols(k0, k1 - k0);
     if (accumulate)
@@ -169,7 +166,7 @@ inline void gibbs_rows(Index nb, Index V, Index H, const S* W, const S* bv, cons
 template <class S>
 void free_energy(Index M, Index V, Index H, const S* v, const S* W, const S* bv, const S* bh, S* F, int nt) {
   nt = threads_for(2.0 * M * V * H, nt);
-  for_blocks(M, kFrameBlock, nt, [&](Index f0, Index f1) {
+  for_blocks(M, tuning::rbm_frame_block, nt, [&](Index f0, Index f1) {
     const Index nb = f1 - f0;
     Matrix<S> a(nb, H);
     a.noalias() = view(v + f0 * V, nb, V) * view(W, H, V).transpose();
@@ -190,7 +187,7 @@ void gibbs(Index M, Index V, Index H, const S* v0, const S* W, const S* bv, cons
            uint64_t first_id, S* v_k, S* pv, int nt) {
   nt = threads_for(4.0 * M * V * H * k, nt);
   std::copy(v0, v0 + M * V, v_k);
-  for_blocks(M, kFrameBlock, nt, [&](Index f0, Index f1) {
+  for_blocks(M, tuning::rbm_frame_block, nt, [&](Index f0, Index f1) {
     const Index nb = f1 - f0;
     std::vector<Stream> st(nb);
     for (Index r = 0; r < nb; ++r) st[r] = Stream(seed, first_id + f0 + r, kGibbs);
@@ -205,7 +202,7 @@ template <class S>
 void sample_visible(Index M, Index V, Index H, const S* h, const S* W, const S* bv, uint64_t seed, uint64_t first_id,
                     S* v, S* pv, int nt) {
   nt = threads_for(2.0 * M * V * H, nt);
-  for_blocks(M, kFrameBlock, nt, [&](Index f0, Index f1) {
+  for_blocks(M, tuning::rbm_frame_block, nt, [&](Index f0, Index f1) {
     const Index nb = f1 - f0;
     auto p = view(pv + f0 * V, nb, V);
     p.noalias() = view(h + f0 * H, nb, H) * view(W, H, V);
@@ -321,7 +318,7 @@ void rnn_states(Index T, Index N, Index C, Index U, const S* x, const S* W_vu, c
   nt = threads_for(2.0 * M * U * (C + U), nt);
   // a_t = W_vu x_t + b_u for every frame, before the loop
   project(M, C, U, x, W_vu, b_u, u, nt);
-  for_blocks(N, kRowBlock, nt, [&](Index n0, Index n1) {
+  for_blocks(N, tuning::rbm_row_block, nt, [&](Index n0, Index n1) {
     const Index nb = n1 - n0;
     for (Index t = 0; t < T; ++t) {
       auto up = view(u_prev + (t * N + n0) * U, nb, U);
@@ -378,7 +375,7 @@ S cost_backward(const Sizes& d, const Params<S>& p, const S* x, const S* v, cons
   Index valid = 0;
   for (Index n = 0; n < N; ++n) valid += lengths ? std::min<Index>(lengths[n], T) : T;
   const S w = valid > 0 ? S(1) / S(valid) : S(0);
-  for_blocks(M, kFrameBlock, nt, [&](Index f0, Index f1) {
+  for_blocks(M, tuning::rbm_frame_block, nt, [&](Index f0, Index f1) {
     const Index nb = f1 - f0;
     Matrix<S> a(nb, H);
     for (int side = 0; side < 2; ++side) {
@@ -409,7 +406,7 @@ S cost_backward(const Sizes& d, const Params<S>& p, const S* x, const S* v, cons
   for (Index f = 0; f < M; ++f) cost += fcost[f];
   // dW = sum_t w (p_h(v*) v*^T - p_h(v) v^T)
   gemm_tn(M, H, V, pn.data(), v_neg, g.W, false, nt);
-  for_blocks(H, kOutBlock, nt, [&](Index k0, Index k1) {
+  for_blocks(H, tuning::rbm_out_block, nt, [&](Index k0, Index k1) {
     view(g.W + k0 * V, k1 - k0, V).noalias() -=
         view(pp.data(), M, H).middleCols(k0, k1 - k0).transpose() * view(v, M, V);
   });
@@ -426,13 +423,13 @@ S cost_backward(const Sizes& d, const Params<S>& p, const S* x, const S* v, cons
   }
   // the bias gradients reaching u_{t-1}: du_prev(t) = W_uv^T db_v(t) + W_uh^T db_h(t)
   std::vector<S> du_prev(M * U), da(M * U);
-  for_blocks(M, kFrameBlock, nt, [&](Index f0, Index f1) {
+  for_blocks(M, tuning::rbm_frame_block, nt, [&](Index f0, Index f1) {
     auto o = view(du_prev.data() + f0 * U, f1 - f0, U);
     o.noalias() = view(dbv.data() + f0 * V, f1 - f0, V) * view(p.W_uv, V, U);
     o.noalias() += view(dbh.data() + f0 * H, f1 - f0, H) * view(p.W_uh, H, U);
   });
   // BPTT: g_t = dcost/du_t = du_prev(t+1) + W_uu^T da_{t+1} (zero at t = T-1);  da_t = g_t (1 - u_t^2)
-  for_blocks(N, kRowBlock, nt, [&](Index n0, Index n1) {
+  for_blocks(N, tuning::rbm_row_block, nt, [&](Index n0, Index n1) {
     const Index nb = n1 - n0;
     Matrix<S> gt = Matrix<S>::Zero(nb, U);
     for (Index t = T - 1; t >= 0; --t) {
@@ -471,7 +468,7 @@ void generate(const Sizes& d, const Params<S>& p, const Top<S>* top, const S* u0
   const Index T = d.T, N = d.N, V = d.V, H = d.H, U = d.U;
   const Index H2 = top ? top->H2 : 0;
   nt = threads_for(4.0 * T * N * k * (V * H + H * H2 + U * (U + V + H + H2)), nt);
-  for_blocks(N, kRowBlock, nt, [&](Index n0, Index n1) {
+  for_blocks(N, tuning::rbm_row_block, nt, [&](Index n0, Index n1) {
     const Index nb = n1 - n0;
     std::vector<Stream> st(nb);
     for (Index r = 0; r < nb; ++r) st[r] = Stream(seed, n0 + r, kGenerate);

@@ -40,6 +40,7 @@
 #include "rnnkit/packed.hpp"
 #include "rnnkit/shapes.hpp"
 #include "rnnkit/threads.hpp"
+#include "rnnkit/tuning.hpp"
 
 namespace rnnkit {
 
@@ -104,28 +105,21 @@ struct BackwardBuffers {
 };
 
 // Calls with at least this many T*N rows pack W_hh once; shorter ones (a streaming step)
-// read it in place. Settable for tests, which cover both paths.
+// read it in place (tuning::pack_min_rows). Settable for tests, which cover both paths.
 inline std::atomic<Index>& pack_threshold() {
-  static std::atomic<Index> rows{64};
+  static std::atomic<Index> rows{tuning::pack_min_rows};
   return rows;
 }
 
 // One batch row of one forward step over a thread's hidden units [j0, j0 + w). Pointers into rows of
 // G*H values point at unit j0 of gate 0 (gate k lies k*H further on); `rec` holds the step's W_hh
 // products for these units, gate k at k*ws (see RecurrentSlice::gate_stride).
-// Inference projects each step's input inside the time loop when the step's weights (W_ih and W_hh) take
-// at most 2 MiB, so that each of two threads' shares stays in its L2 (1 MiB); beyond that, one product over
-// all steps reads W_ih once instead of T times (measured: the GRU at C=512, H=1024 loses 6% fused). The two
-// ways round differently, so the choice never depends on the thread count.
+// Whether inference projects each step's input inside the time loop: while the step's weights (W_ih and
+// W_hh) are small enough (tuning::fuse_projection_bytes).
 template <class S>
 inline bool fuse_projection(Index G, Index H, Index C) {
-  return static_cast<double>(G) * H * (C + H) * sizeof(S) <= double(2 << 20);
+  return static_cast<double>(G) * H * (C + H) * sizeof(S) <= tuning::fuse_projection_bytes;
 }
-
-// Rows of one pass of the forward loop through the whole sequence: each thread's working buffers hold this
-// many rows, whatever the batch (a pass re-reads the step's weights, which at 256 rows is a small part of the
-// step's work).
-constexpr Index forward_row_block = 256;
 
 template <class S>
 struct RowF {
@@ -216,12 +210,11 @@ inline void copy_or_zero(S* dst, const S* src, Index rows, Index cols) {
 
 }  // namespace detail
 
-// The threads a step's W_hh product is worth splitting over: each step ends in a barrier, which only
-// pays when every thread has at least ~200k flops of it (measured: an Elman RNN at N=32, H=50 runs
-// faster on one thread, an LSTM of that size on two). At most one thread per hidden unit.
+// The threads a step's W_hh product is worth splitting over (each step ends in a barrier: see
+// tuning::min_step_flops_per_thread). At most one thread per hidden unit.
 inline int step_threads(Index N, Index GH, Index H) {
   const double per_step = 2.0 * static_cast<double>(N) * GH * H;
-  const Index worth = split_small_calls() ? H : static_cast<Index>(per_step / 2e5);
+  const Index worth = split_small_calls() ? H : static_cast<Index>(per_step / tuning::min_step_flops_per_thread);
   return static_cast<int>(std::max<Index>(1, std::min<Index>(H, worth)));
 }
 
@@ -252,12 +245,12 @@ struct RowOrder {
 // Whether the threads split the batch rows instead of the hidden units: each thread then runs the whole
 // recurrence of its own rows, with no barrier per step, at the price of reading every weight of the step
 // (W_hh, and W_ih when each step projects its input) instead of its share. Worth it while those weights
-// stay in a thread's L2 (half of its 1 MiB) and every thread has rows of its own.
+// stay in a thread's L2 (tuning::split_rows_bytes) and every thread has rows of its own.
 template <class S>
 inline bool split_rows(Index N, Index G, Index H, Index C_step, int threads) {
   if (threads < 2 || N < threads) return false;
   if (step_split().load() != 0) return step_split().load() == 2;
-  return static_cast<double>(G) * H * (H + C_step) * sizeof(S) <= double(1 << 19);
+  return static_cast<double>(G) * H * (H + C_step) * sizeof(S) <= tuning::split_rows_bytes;
 }
 
 // One thread's columns of W_hh for the step products, packed once per call or read in place.
@@ -419,7 +412,7 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
   const Index T = d.T, N = d.N, C = d.C, H = d.H, G = Cell::G, GH = G * H, TN = T * N;
   if (N == 0 || H == 0) return;  // every output and cache array is empty, however many steps or rows
   // a short call is as long as reading the weights takes: count them as work too
-  nthreads = threads_for(std::max(2.0 * TN, 32.0) * GH * (C + H), nthreads);
+  nthreads = threads_for(std::max(2.0 * TN, 2.0 * tuning::min_counted_rows) * GH * (C + H), nthreads);
   const bool fused = b.inference && !b.gates;  // each step projects its own input (see ForwardBuffers)
   const bool by_rows = split_rows<S>(N, G, H, fused ? C : 0, nthreads);
   if (!by_rows) nthreads = std::min(nthreads, step_threads(N, GH, H));
@@ -433,7 +426,7 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
   const bool keep = !b.inference;  // a cache for backward, or inference with small buffers
   // Inference keeps the state of one pass only, by position in the pass: two steps of h (and of h_rec with a
   // mask) and one of aux, [block, H] each, for each team of threads that shares a step
-  const Index block_max = std::min(N, forward_row_block), state_size = block_max * H;
+  const Index block_max = std::min(N, tuning::forward_row_block), state_size = block_max * H;
   const Index team_state = keep ? 0 : (2 + (mask ? 2 : 0) + (cell.has_aux() ? 1 : 0)) * state_size;
   std::vector<S> states(static_cast<size_t>((by_rows ? nthreads : 1) * team_state));
 
@@ -457,7 +450,7 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
         view(b.gates + i * GH + c0, 1, c1 - c0) += bias.segment(c0, c1 - c0);
       }
     } else if (!fused) {
-      for_row_blocks(TN, 32, tid, nt, [&](Index i0, Index i1) {
+      for_row_blocks(TN, tuning::product_min_rows, tid, nt, [&](Index i0, Index i1) {
         auto g = view(b.gates + i0 * GH, i1 - i0, GH);
         g.noalias() = view(b.x + i0 * C, i1 - i0, C) * W_ih.transpose();
         g.rowwise() += bias;
@@ -468,7 +461,7 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
     const RowOrder ord(order, by_rows ? tid : 0, by_rows ? nt : 1);  // the rows this thread runs (all when split by units)
     const Index rows = static_cast<Index>(ord.rows.size());
     // the rows of one pass through the sequence: a thread's working memory is sized by it, not by the batch
-    const Index block = std::min(rows, forward_row_block);
+    const Index block = std::min(rows, tuning::forward_row_block);
     // this thread's hidden units
     const auto slice = share(H, by_rows ? 0 : tid, team);
     const Index j0 = slice.first, j1 = slice.second;
@@ -597,10 +590,9 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
   nthreads = std::min(nthreads, step_threads(N, GH, H));
   const RowOrder order(b.lengths, N, T);
   const bool packed = TN >= pack_threshold().load();
-  // dx = dG W_ih inside the time loop, each step's while its gate gradients are in cache, when every
-  // thread's columns of it fill a panel; else (an input of a few features) one product after the loop
-  // (two threads' columns: the choice rounds differently, so it never depends on the thread count)
-  const bool dx_per_step = packed && C >= PackTraits<S>::NR * 2;
+  // dx = dG W_ih inside the time loop, each step's while its gate gradients are in cache, or one product
+  // after the loop (tuning::dx_per_step_min_panels)
+  const bool dx_per_step = packed && C >= PackTraits<S>::NR * tuning::dx_per_step_min_panels;
   const S* mask = b.recurrent_mask;
   const S* h_rec = mask ? b.h_rec : b.h_prev;
   std::vector<S> x_own;
@@ -743,7 +735,7 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
     // dW_ih = dG^T x; dW_hh likewise from the cell's hidden-side source. Each thread takes whole blocks of
     // the G*H weight rows, as few products as the sources allow (one for LSTM and RNN), so each packs x and h
     // once per block.
-    for_row_blocks(GH, 32, tid, nt, [&](Index r0, Index r1) {
+    for_row_blocks(GH, tuning::product_min_rows, tid, nt, [&](Index r0, Index r1) {
       const auto dG = view(b.dgates + r0, TN, r1 - r0, GH);
       view(b.dW_ih + r0 * C, r1 - r0, C).noalias() = dG.transpose() * view(x, TN, C);
       for (Index c0 = r0; c0 < r1;) {
@@ -762,7 +754,7 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
       }
     });
     if (!dx_per_step)
-      for_row_blocks(TN, 32, tid, nt, [&](Index i0, Index i1) {
+      for_row_blocks(TN, tuning::product_min_rows, tid, nt, [&](Index i0, Index i1) {
         view(b.dx + i0 * C, i1 - i0, C).noalias() = view(b.dgates + i0 * GH, i1 - i0, GH) * view(w.W_ih, GH, C);
       });
   });

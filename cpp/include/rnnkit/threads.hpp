@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "rnnkit/shapes.hpp"
+#include "rnnkit/tuning.hpp"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -93,11 +94,11 @@ inline std::atomic<int>& active_threads() {
 }
 
 // The barrier of one parallel() team: the last thread to arrive opens the next phase. A waiter spins
-// (like OpenMP's), and after about 10 us yields its core between checks only when the thread it may be
-// waiting for cannot run elsewhere: one that has not started yet (woken onto this core, see the top of the
-// file), one last seen on this core, or any when the teams have more threads than the process has cores.
-// A waiter whose team runs on cores of its own never yields: on a core shared with another busy process a
-// yield hands that process a whole time slice.
+// (like OpenMP's), and after a short spin (tuning::barrier_spins, about 10 us) yields its core between checks
+// only when the thread it may be waiting for cannot run elsewhere: one that has not started yet (woken onto
+// this core, see the top of the file), one last seen on this core, or any when the teams have more threads
+// than the process has cores. A waiter whose team runs on cores of its own never yields: on a core shared
+// with another busy process a yield hands that process a whole time slice.
 class TeamBarrier {
  public:
   explicit TeamBarrier(int nt) : cores_(static_cast<size_t>(nt)) {}
@@ -117,7 +118,7 @@ class TeamBarrier {
     }
     for (unsigned i = 1; phase_.load(std::memory_order_acquire) == phase; ++i) {
       if (aborted()) throw Aborted{};
-      if (i >= spins && i % 64 == 0 && should_yield(tid, core, n))
+      if (i >= tuning::barrier_spins && i % tuning::barrier_yield_every == 0 && should_yield(tid, core, n))
         std::this_thread::yield();
       else
         cpu_relax();
@@ -138,7 +139,6 @@ class TeamBarrier {
   std::exception_ptr error() const { return error_; }
 
  private:
-  static constexpr unsigned spins = 400;
   static constexpr int not_started = -2;
 
   bool should_yield(int tid, int core, int n) const {
@@ -255,12 +255,11 @@ inline std::atomic<int>& step_split() {
   return mode;
 }
 
-// The threads worth starting for `flops` of work: a parallel region costs microseconds
-// (far more when the machine is busy), so small calls run on the calling thread.
+// The threads worth starting for `flops` of work: small calls run on the calling thread
+// (tuning::min_flops_per_thread).
 inline int threads_for(double flops, int requested) {
-  constexpr double min_flops_per_thread = 4e6;
   if (split_small_calls()) return std::max(1, requested);
-  return static_cast<int>(std::max(1.0, std::min<double>(requested, flops / min_flops_per_thread)));
+  return static_cast<int>(std::max(1.0, std::min<double>(requested, flops / tuning::min_flops_per_thread)));
 }
 
 // Thread tid's share [begin, end) of n items.
@@ -270,12 +269,12 @@ inline std::pair<Index, Index> share(Index n, int tid, int nt) {
 
 // f(begin, end) for thread tid's blocks of n rows of a matrix product, inside a parallel() body. A product
 // rounds a row differently depending on where in the call it falls (Eigen's kernels take a call's last rows
-// apart), so the rows are cut at the same places whatever the thread count: at most 8 blocks of at least
-// `min_rows`, each its own call, and each thread takes whole blocks. Results are then the same to the bit
-// on any number of threads.
+// apart), so the rows are cut at the same places whatever the thread count: at most
+// tuning::max_product_blocks blocks of at least `min_rows`, each its own call, and each thread takes whole
+// blocks. Results are then the same to the bit on any number of threads.
 template <class F>
 inline void for_row_blocks(Index n, Index min_rows, int tid, int nt, F&& f) {
-  constexpr Index max_blocks = 8;
+  constexpr Index max_blocks = tuning::max_product_blocks;
   const Index size = std::max<Index>({Index(1), min_rows, (n + max_blocks - 1) / max_blocks});
   const auto [b0, b1] = share((n + size - 1) / size, tid, nt);
   for (Index b = b0; b < b1; ++b) f(b * size, std::min(n, (b + 1) * size));
