@@ -40,6 +40,7 @@ class Variant(NamedTuple):
     cell: str  # rnn | lstm | gru
     kwargs: dict  # activations, clip, reset_after
     peepholes: bool = False
+    proj: int = 0  # LSTM: the projection's size P (W_hr [P, H]), 0 for none
 
     @property
     def G(self):
@@ -78,24 +79,31 @@ SPECIAL = [
     Variant("gru_after-elu_softsign_clip", "gru", dict(clip=0.8, activations=["softsign", "elu"], reset_after=True)),
     Variant("gru_before-hard_sigmoid_selu", "gru", dict(activations=["hard_sigmoid", "selu"], reset_after=False)),
     Variant("rnn-relu_clip", "rnn", dict(activations=["relu"], clip=0.9)),
+    Variant("lstm-proj", "lstm", {}, proj=2),
+    Variant("lstm-proj_wider", "lstm", {}, proj=5),
+    Variant("lstm-proj_peepholes_softsign_clip", "lstm", dict(activations=["sigmoid", "softsign", "tanh"], clip=0.8),
+            peepholes=True, proj=2),
 ]
 FD_VARIANTS = role_variants() + SPECIAL
 
 
 def make_inputs(rng, v, T, N, C, H, dtype=np.float64, scale=0.6):
-    G = v.G
+    G, P = v.G, v.proj or H
     inp = {"x": rng.standard_normal((T, N, C)), "W_ih": scale * rng.standard_normal((G * H, C)),
-           "W_hh": scale * rng.standard_normal((G * H, H)), "b_ih": 0.3 * rng.standard_normal(G * H),
+           "W_hh": scale * rng.standard_normal((G * H, P)), "b_ih": 0.3 * rng.standard_normal(G * H),
            "b_hh": 0.3 * rng.standard_normal(G * H)}
     for s in v.states:
-        inp[f"{s}0"] = 0.5 * rng.standard_normal((N, H))
+        inp[f"{s}0"] = 0.5 * rng.standard_normal((N, P if s == "h" else H))
     if v.peepholes:
         inp["peepholes"] = 0.5 * rng.standard_normal(3 * H)
+    if v.proj:
+        inp["W_hr"] = scale * rng.standard_normal((P, H))
     return {k: a.astype(dtype) for k, a in inp.items()}
 
 
 def grad_names(v):
-    return ("x", *(f"{s}0" for s in v.states), "W_ih", "W_hh", "b_ih", "b_hh") + (("peepholes",) if v.peepholes else ())
+    return (("x", *(f"{s}0" for s in v.states), "W_ih", "W_hh", "b_ih", "b_hh")
+            + (("peepholes",) if v.peepholes else ()) + (("W_hr",) if v.proj else ()))
 
 
 def run_forward(mod, v, inp, lengths=None, reverse=False, return_cache=True):
@@ -104,6 +112,8 @@ def run_forward(mod, v, inp, lengths=None, reverse=False, return_cache=True):
     if v.cell == "lstm":
         if v.peepholes:
             kw["peepholes"] = inp["peepholes"]
+        if v.proj:
+            kw["W_hr"] = inp["W_hr"]
         y, h_n, c_n, cache = mod.lstm_forward(inp["x"], inp["W_ih"], inp["W_hh"], inp["b_ih"], inp["b_hh"],
                                               c0=inp.get("c0"), **kw)
         return y, (h_n, c_n), cache
@@ -131,8 +141,9 @@ EPS, RTOL, ATOL = 1e-6, 1e-6, 1e-8  # as in test_reference.py: the numeric gradi
 def test_reference_gradients_match_finite_differences(rng, v):
     inp = make_inputs(rng, v, T, N, C, H)
     lengths, reverse = np.array([T, 1, 3]), v.id.endswith(("clip", "peepholes"))
-    R = rng.standard_normal((T, N, H))
-    R_final = [rng.standard_normal((N, H)) for _ in v.states]
+    P = v.proj or H
+    R = rng.standard_normal((T, N, P))
+    R_final = [rng.standard_normal((N, P if s == "h" else H)) for s in v.states]
 
     def loss():
         y, finals, _ = run_forward(ref, v, inp, lengths, reverse)
@@ -190,8 +201,9 @@ def test_kernels_match_reference(rng, threads, v, reverse, dtype, size):
     inp = make_inputs(rng, v, d["T"], d["N"], d["C"], d["H"], dtype=dtype, scale=1 / np.sqrt(d["H"]))
     lengths = rng.integers(0, d["T"] + 1, size=d["N"])
     lengths[-1] = d["T"]
-    dy = rng.standard_normal((d["T"], d["N"], d["H"])).astype(dtype)
-    dfinal = [rng.standard_normal((d["N"], d["H"])).astype(dtype) for _ in v.states]
+    P = v.proj or d["H"]
+    dy = rng.standard_normal((d["T"], d["N"], P)).astype(dtype)
+    dfinal = [rng.standard_normal((d["N"], P if s == "h" else d["H"])).astype(dtype) for s in v.states]
     y, finals, cache = run_forward(F, v, inp, lengths, reverse)
     y_ref, finals_ref, cache_ref = run_forward(ref, v, inp, lengths, reverse)
     assert_allclose(y, y_ref, **TOL[dtype])
@@ -209,7 +221,11 @@ def test_kernels_match_reference(rng, threads, v, reverse, dtype, size):
                         err_msg=name)
 
 
-@pytest.mark.parametrize("v", [v for v in KERNEL_VARIANTS if v.cell != "rnn"][:6], ids=lambda v: v.id)
+SAME_BITS = ["lstm-clip", "lstm-peepholes_clip_hard_sigmoid_relu", "gru_after-elu_softsign_clip",
+             "gru_before-hard_sigmoid_selu", "lstm-proj_wider", "lstm-proj_peepholes_softsign_clip"]
+
+
+@pytest.mark.parametrize("v", [v for v in KERNEL_VARIANTS if v.id in SAME_BITS], ids=lambda v: v.id)
 def test_kernels_same_bits_at_any_thread_count(rng, v):
     inp = make_inputs(rng, v, 12, 9, 16, 24, dtype=np.float32)
     results = []

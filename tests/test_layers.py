@@ -433,11 +433,16 @@ def test_call_takes_the_initial_state_second_as_keras(cell, rng):
     lambda: GRU(4, activation="elu", recurrent_activation="softplus", reset_after=False, dtype="float64"),
     lambda: SimpleRNN(4, activation="selu", return_sequences=True, go_backwards=True, dtype="float64"),
     lambda: Bidirectional(LSTM(3, use_peepholes=True, return_sequences=True, dtype="float64")),
-], ids=["lstm_peepholes", "lstm_peepholes_softsign_hard_sigmoid", "gru_elu_softplus", "rnn_selu", "bidirectional"])
+    lambda: LSTM(5, proj_size=2, return_sequences=True, return_state=True, dtype="float64"),
+    lambda: Bidirectional(LSTM(5, proj_size=3, use_peepholes=True, recurrent_activation="hard_sigmoid",
+                               go_backwards=True, dtype="float64")),
+], ids=["lstm_peepholes", "lstm_peepholes_softsign_hard_sigmoid", "gru_elu_softplus", "rnn_selu", "bidirectional",
+        "lstm_proj_states", "bidirectional_proj_peepholes"])
 def test_layer_variants_gradients_and_saving(rng, make, tmp_path):
     """Activations and peepholes in the layers: every weight's gradient (the peepholes' included) against central
     differences, through a mask; the model saves and loads to the same outputs."""
     from conftest import check_model_gradients
+    from rnnkit.engine.functional import flatten
 
     layer = make()
     inp = rnnkit.Input((5, 3), dtype="float64")
@@ -449,4 +454,18 @@ def test_layer_variants_gradients_and_saving(rng, make, tmp_path):
     check_model_gradients(model, x, rng, entries=6)
     path = tmp_path / "m.keras"
     model.save(path)
-    np.testing.assert_array_equal(rnnkit.models.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0))
+    for a, b in zip(flatten(rnnkit.models.load_model(path).predict(x, verbose=0)), flatten(model.predict(x, verbose=0))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_lstm_proj_size_shapes_and_weights():
+    layer = LSTM(8, proj_size=3, return_state=True)
+    y, h, c = layer(np.zeros((2, 5, 4), np.float32))
+    assert (y.shape, h.shape, c.shape) == ((2, 3), (2, 3), (2, 8))
+    assert layer.weight_names == ["W_ih", "W_hh", "bias", "W_hr"]
+    assert [w.shape for w in layer.weights] == [(32, 4), (32, 3), (32,), (3, 8)]
+    assert layer.compute_output_shape((None, 5, 4)) == [(None, 3), (None, 3), (None, 8)]
+    with pytest.raises(ValueError, match=r"initial_state: expected arrays of shape \[N, H\] = \[2, 3\]"):
+        layer(np.zeros((2, 5, 4), np.float32), initial_state=[np.zeros((2, 8), np.float32)] * 2)
+    with pytest.raises(ValueError, match="proj_size: expected a positive integer or None"):
+        LSTM(4, proj_size=0)

@@ -194,3 +194,57 @@ def test_matches_torch(cell, shape, reverse, lengths_kind, with_h0, dtype, rng):
             assert grads[name].shape == (N, H)
             continue
         assert_close(grads[name], grads_t[name], dtype, name)
+
+
+# torch says once that its oneDNN path has no projections (it then takes its own, which is the oracle here)
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN:UserWarning")
+@pytest.mark.parametrize("lengths_kind", ["none", "mixed"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_lstm_projection_matches_torch(rng, dtype, bidirectional, lengths_kind):
+    """``lstm_forward(..., W_hr=)`` against ``torch.nn.LSTM(proj_size=P)``: outputs, final states and autograd's
+    gradients of every input and weight (``weight_hr`` included), each direction with its own weights."""
+    T, N, C, H, P = 7, 5, 4, 6, 3
+    tdt = torch.float32 if dtype == np.float32 else torch.float64
+    module = torch.nn.LSTM(C, H, proj_size=P, bidirectional=bidirectional, dtype=tdt)
+    D = 2 if bidirectional else 1
+    x = rng.standard_normal((T, N, C)).astype(dtype)
+    h0 = rng.standard_normal((D, N, P)).astype(dtype)
+    c0 = rng.standard_normal((D, N, H)).astype(dtype)
+    lengths = None if lengths_kind == "none" else np.array([7, 1, 4, 7, 2])
+    R = rng.standard_normal((T, N, D * P)).astype(dtype)
+    Rh = rng.standard_normal((D, N, P)).astype(dtype)
+    Rc = rng.standard_normal((D, N, H)).astype(dtype)
+
+    xt = torch.tensor(x, requires_grad=True)
+    h0t, c0t = torch.tensor(h0, requires_grad=True), torch.tensor(c0, requires_grad=True)
+    if lengths is None:
+        yt, (hn, cn) = module(xt, (h0t, c0t))
+    else:
+        packed = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.as_tensor(lengths), enforce_sorted=False)
+        out, (hn, cn) = module(packed, (h0t, c0t))
+        yt, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
+    loss = (yt * torch.tensor(R)).sum() + (hn * torch.tensor(Rh)).sum() + (cn * torch.tensor(Rc)).sum()
+    loss.backward()
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-11)
+
+    dx = np.zeros_like(x)
+    for d in range(D):
+        sfx = "_reverse" if d else ""
+        w = {name: getattr(module, f"{name}_l0{sfx}").detach().numpy()
+             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")}
+        y, h_n, c_n, cache = F.lstm_forward(x, w["weight_ih"], w["weight_hh"], w["bias_ih"], w["bias_hh"], h0[d], c0[d],
+                                            lengths=lengths, reverse=bool(d), W_hr=w["weight_hr"])
+        np.testing.assert_allclose(y, yt.detach().numpy()[..., d * P:(d + 1) * P], **tol)
+        np.testing.assert_allclose(h_n, hn.detach().numpy()[d], **tol)
+        np.testing.assert_allclose(c_n, cn.detach().numpy()[d], **tol)
+        grads = F.lstm_backward(cache, R[..., d * P:(d + 1) * P], Rh[d], Rc[d])
+        assert len(grads) == 8
+        g_x, g_h0, g_c0, g_ih, g_hh, g_bih, g_bhh, g_hr = grads
+        dx += g_x
+        np.testing.assert_allclose(g_h0, h0t.grad.numpy()[d], **tol)
+        np.testing.assert_allclose(g_c0, c0t.grad.numpy()[d], **tol)
+        for name, g in (("weight_ih", g_ih), ("weight_hh", g_hh), ("bias_ih", g_bih), ("bias_hh", g_bhh),
+                        ("weight_hr", g_hr)):
+            np.testing.assert_allclose(g, getattr(module, f"{name}_l0{sfx}").grad.numpy(), err_msg=name, **tol)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), **tol)

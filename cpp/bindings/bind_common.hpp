@@ -331,11 +331,20 @@ inline bool flag(const py::dict& o, const char* key, bool missing = false) {
   return v.cast<bool>();
 }
 
-// Shapes of one call, read from x and W_hh and checked against every other argument.
+// Shapes of one call, read from x and W_hh (and W_hr [P, H] when the output is projected) and checked against
+// every other argument.
 template <class Cell>
-Dims dims_of(const py::array& x, const py::array& W_hh) {
+Dims dims_of(const py::array& x, const py::array& W_hh, const py::object& W_hr) {
   if (x.ndim() != 3)
     throw py::value_error("x: expected a 3-D array [T, N, C], got shape " + shape_str(shape_of(x)));
+  if (!W_hr.is_none()) {
+    if (!Cell::can_project) throw py::value_error("W_hr: this cell has no output projection; expected None");
+    if (!py::isinstance<py::array>(W_hr)) throw py::type_error("W_hr: expected a numpy array or None");
+    const auto Wr = py::reinterpret_borrow<py::array>(W_hr);
+    if (Wr.ndim() != 2 || Wr.shape(0) < 1)
+      throw py::value_error("W_hr: expected shape [P, H] with P >= 1, got " + shape_str(shape_of(Wr)));
+    return {x.shape(0), x.shape(1), x.shape(2), Wr.shape(1), Wr.shape(0)};
+  }
   if (W_hh.ndim() != 2 || W_hh.shape(0) != Cell::G * W_hh.shape(1))
     throw py::value_error("W_hh: expected shape [G*H, H] with G = " + std::to_string(Cell::G) + ", got " +
                           shape_str(shape_of(W_hh)));
@@ -344,15 +353,16 @@ Dims dims_of(const py::array& x, const py::array& W_hh) {
 
 template <class S, class Cell>
 Weights<S> checked_weights(const Dims& d, const py::array& W_ih, const py::array& W_hh, const py::array& b_ih,
-                           const py::array& b_hh) {
+                           const py::array& b_hh, const py::object& W_hr) {
   const py::ssize_t GH = Cell::G * d.H;
-  return {checked<S>(W_ih, "W_ih", {GH, d.C}, "[G*H, C]"), checked<S>(W_hh, "W_hh", {GH, d.H}, "[G*H, H]"),
-          checked<S>(b_ih, "b_ih", {GH}, "[G*H]"), checked<S>(b_hh, "b_hh", {GH}, "[G*H]")};
+  const bool proj = !W_hr.is_none();
+  Weights<S> w{checked<S>(W_ih, "W_ih", {GH, d.C}, "[G*H, C]"),
+               checked<S>(W_hh, "W_hh", {GH, d.state()}, proj ? "[G*H, P]" : "[G*H, H]"),
+               checked<S>(b_ih, "b_ih", {GH}, "[G*H]"), checked<S>(b_hh, "b_hh", {GH}, "[G*H]")};
+  if (proj) w.W_hr = checked<S>(py::reinterpret_borrow<py::array>(W_hr), "W_hr", {d.state(), d.H}, "[P, H]");
+  return w;
 }
 
-// Returns (y, h_n, c_n or None, cache, inputs): cache is a dict of the arrays backward needs and inputs
-// (x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask) as given, both None when keep_cache is false
-// (inference: small working buffers instead, see ForwardBuffers).
 // The cell's own parameters [K*H], K = cell.n_params(): required when it has some, else None.
 template <class S, class Cell>
 const S* checked_params(const Cell& cell, const py::object& params, Index H) {
@@ -367,23 +377,28 @@ const S* checked_params(const Cell& cell, const py::object& params, Index H) {
   return optional<S>(params, cell.params_name(), {K * H}, "[K*H]");
 }
 
+// Returns (y, h_n, c_n or None, cache, inputs): cache is a dict of the arrays backward needs and inputs
+// (x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask, params, W_hr) as given, both None when keep_cache is
+// false (inference: small working buffers instead, see ForwardBuffers). With W_hr [P, H] the state h, y and the
+// recurrent mask have P values, c has H.
 template <class S, class Cell>
 py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W_ih, const py::array& W_hh,
-                        const py::array& b_ih, const py::array& b_hh, const py::object& params, const py::object& h0,
-                        const py::object& c0, const py::object& lengths, const py::object& recurrent_mask,
-                        bool reverse, bool keep_cache) {
-  const Dims d = dims_of<Cell>(x, W_hh);
-  const Index T = d.T, N = d.N, H = d.H, GH = Cell::G * d.H;
-  Weights<S> w = checked_weights<S, Cell>(d, W_ih, W_hh, b_ih, b_hh);
+                        const py::array& b_ih, const py::array& b_hh, const py::object& params, const py::object& W_hr,
+                        const py::object& h0, const py::object& c0, const py::object& lengths,
+                        const py::object& recurrent_mask, bool reverse, bool keep_cache) {
+  const Dims d = dims_of<Cell>(x, W_hh, W_hr);
+  const Index T = d.T, N = d.N, H = d.H, P = d.state(), GH = Cell::G * d.H;
+  const char* state_legend = W_hr.is_none() ? "[N, H]" : "[N, P]";
+  Weights<S> w = checked_weights<S, Cell>(d, W_ih, W_hh, b_ih, b_hh, W_hr);
   w.params = checked_params<S>(cell, params, H);
   ForwardBuffers<S> b{};
   b.x = checked<S>(x, "x", {T, N, d.C}, "[T, N, C]");
-  b.h0 = optional<S>(h0, "h0", {N, H}, "[N, H]");
+  b.h0 = optional<S>(h0, "h0", {N, P}, state_legend);
   b.c0 = Cell::has_c ? optional<S>(c0, "c0", {N, H}, "[N, H]") : nullptr;
   b.lengths = checked_lengths(lengths, N, T);
-  b.recurrent_mask = optional<S>(recurrent_mask, "recurrent_mask", {N, H}, "[N, H]");
+  b.recurrent_mask = optional<S>(recurrent_mask, "recurrent_mask", {N, P}, state_legend);
   b.reverse = reverse;
-  auto y = empty<S>({T, N, H}), h_n = empty<S>({N, H});
+  auto y = empty<S>({T, N, P}), h_n = empty<S>({N, P});
   b.y = mut(y), b.h_n = mut(h_n);
   py::object c_n = py::none();
   py::dict arrays;  // the cache
@@ -399,14 +414,15 @@ py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W
       arrays[key] = a;
       return mut(a);
     };
-    b.h_prev = array("h_prev", {T, N, H});
+    b.h_prev = array("h_prev", {T, N, P});
     // cells whose gates are the state keep the state after the last step instead (h_n is the caller's)
     if (Cell::gates_are_state)
       b.gates = work.emplace(static_cast<size_t>(T * N * GH)).data();
     else
       b.gates = array("gates", {T, N, GH});
     if (cell.has_aux()) b.aux = array("aux", {T, N, H});
-    if (b.recurrent_mask) b.h_rec = array("h_rec", {T, N, H});
+    if (b.recurrent_mask) b.h_rec = array("h_rec", {T, N, P});
+    if (w.W_hr) b.m = array("m", {T, N, H});
   } else {
     // every step's input projection unless each step projects its own; the loop keeps the state of a pass
     b.inference = true;
@@ -423,7 +439,7 @@ py::tuple forward_typed(const Cell& cell, const py::array& x, const py::array& W
   }
   if (!keep_cache) return py::make_tuple(y, h_n, c_n, py::none(), py::none());
   return py::make_tuple(y, h_n, c_n, arrays,
-                        py::make_tuple(x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask, params));
+                        py::make_tuple(x, W_ih, W_hh, b_ih, b_hh, lengths, recurrent_mask, params, W_hr));
 }
 
 inline py::object item(const py::dict& d, const char* key) {
@@ -435,34 +451,38 @@ inline py::array required_array(const py::dict& d, const char* key) {
   return py::reinterpret_borrow<py::array>(o);
 }
 
-// Returns (dx, dh0, dc0 or None, dW_ih, dW_hh, db_ih, db_hh, dparams or None).
+// Returns (dx, dh0, dc0 or None, dW_ih, dW_hh, db_ih, db_hh, dparams or None, dW_hr or None).
 template <class S, class Cell>
 py::tuple backward_typed(const Cell& cell, const py::array& x, const py::array& W_ih, const py::array& W_hh,
                          const py::array& b_ih, const py::array& b_hh, const py::object& params,
-                         const py::object& lengths, const py::object& recurrent_mask, bool reverse,
-                         const py::dict& cache, const py::array& dy, const py::object& dh_n, const py::object& dc_n) {
-  const Dims d = dims_of<Cell>(x, W_hh);
-  const Index T = d.T, N = d.N, C = d.C, H = d.H, GH = Cell::G * H;
-  Weights<S> w = checked_weights<S, Cell>(d, W_ih, W_hh, b_ih, b_hh);
+                         const py::object& W_hr, const py::object& lengths, const py::object& recurrent_mask,
+                         bool reverse, const py::dict& cache, const py::array& dy, const py::object& dh_n,
+                         const py::object& dc_n) {
+  const Dims d = dims_of<Cell>(x, W_hh, W_hr);
+  const Index T = d.T, N = d.N, C = d.C, H = d.H, P = d.state(), GH = Cell::G * H;
+  const char* state_legend = W_hr.is_none() ? "[N, H]" : "[N, P]";
+  const char* steps_legend = W_hr.is_none() ? "[T, N, H]" : "[T, N, P]";
+  Weights<S> w = checked_weights<S, Cell>(d, W_ih, W_hh, b_ih, b_hh, W_hr);
   w.params = checked_params<S>(cell, params, H);
   BackwardBuffers<S> b{};
   b.x = checked<S>(x, "x", {T, N, C}, "[T, N, C]");
   b.lengths = checked_lengths(lengths, N, T);
   b.reverse = reverse;
-  b.recurrent_mask = optional<S>(recurrent_mask, "recurrent_mask", {N, H}, "[N, H]");
-  b.h_prev = checked<S>(required_array(cache, "h_prev"), "cache.h_prev", {T, N, H}, "[T, N, H]");
+  b.recurrent_mask = optional<S>(recurrent_mask, "recurrent_mask", {N, P}, state_legend);
+  b.h_prev = checked<S>(required_array(cache, "h_prev"), "cache.h_prev", {T, N, P}, steps_legend);
   if (Cell::gates_are_state)
     b.h_last = checked<S>(required_array(cache, "h_last"), "cache.h_last", {N, H}, "[N, H]");
   else
     b.gates = checked<S>(required_array(cache, "gates"), "cache.gates", {T, N, GH}, "[T, N, G*H]");
   if (cell.has_aux()) b.aux = checked<S>(required_array(cache, "aux"), "cache.aux", {T, N, H}, "[T, N, H]");
   if (b.recurrent_mask)
-    b.h_rec = checked<S>(required_array(cache, "h_rec"), "cache.h_rec", {T, N, H}, "[T, N, H]");
-  b.dy = checked<S>(dy, "dy", {T, N, H}, "[T, N, H]");
-  b.dh_n = optional<S>(dh_n, "dh_n", {N, H}, "[N, H]");
+    b.h_rec = checked<S>(required_array(cache, "h_rec"), "cache.h_rec", {T, N, P}, steps_legend);
+  if (w.W_hr) b.m = checked<S>(required_array(cache, "m"), "cache.m", {T, N, H}, "[T, N, H]");
+  b.dy = checked<S>(dy, "dy", {T, N, P}, steps_legend);
+  b.dh_n = optional<S>(dh_n, "dh_n", {N, P}, state_legend);
   b.dc_n = Cell::has_c ? optional<S>(dc_n, "dc_n", {N, H}, "[N, H]") : nullptr;
-  auto dx = empty<S>({T, N, C}), dh0 = empty<S>({N, H});
-  auto dW_ih = empty<S>({GH, C}), dW_hh = empty<S>({GH, H}), db_ih = empty<S>({GH}), db_hh = empty<S>({GH});
+  auto dx = empty<S>({T, N, C}), dh0 = empty<S>({N, P});
+  auto dW_ih = empty<S>({GH, C}), dW_hh = empty<S>({GH, P}), db_ih = empty<S>({GH}), db_hh = empty<S>({GH});
   py::object dc0 = py::none();
   b.dx = mut(dx), b.dh0 = mut(dh0), b.dW_ih = mut(dW_ih), b.dW_hh = mut(dW_hh), b.db_ih = mut(db_ih),
   b.db_hh = mut(db_hh);
@@ -477,14 +497,22 @@ py::tuple backward_typed(const Cell& cell, const py::array& x, const py::array& 
     b.dparams = mut(a);
     dparams = a;
   }
-  const Scratch<S> work(static_cast<size_t>(T * N * (GH + (cell.has_dextra() ? H : 0))));
+  py::object dW_hr = py::none();
+  if (w.W_hr) {
+    auto a = empty<S>({P, H});
+    b.dW_hr = mut(a);
+    dW_hr = a;
+  }
+  const Index extra = cell.has_dextra() ? H : 0, proj = w.W_hr ? P : 0;
+  const Scratch<S> work(static_cast<size_t>(T * N * (GH + extra + proj)));
   b.dgates = work.data();
   b.dextra = cell.has_dextra() ? b.dgates + T * N * GH : nullptr;
+  b.dproj = w.W_hr ? b.dgates + T * N * (GH + extra) : nullptr;
   {
     py::gil_scoped_release release;
     backward(cell, d, w, b, get_num_threads());
   }
-  return py::make_tuple(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh, dparams);
+  return py::make_tuple(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh, dparams, dW_hr);
 }
 
 inline bool is_f32(const py::array& x) { return has_dtype<float>(x); }
@@ -505,7 +533,7 @@ void bind_cell(py::module_& m, const char* name, MakeCell make_cell) {
       (std::string(name) + "_forward").c_str(),
       [make_cell](py::handle x_in, py::handle W_ih_in, py::handle W_hh_in, py::handle b_ih_in, py::handle b_hh_in,
                   py::handle h0, py::handle c0, py::handle lengths_in, py::handle recurrent_mask_in, bool reverse,
-                  const py::dict& options, bool keep_cache, py::handle params_in) {
+                  const py::dict& options, bool keep_cache, py::handle params_in, py::handle W_hr_in) {
         const py::array x = float_array(x_in, "x");
         check_float(x);
         const py::array W_ih = float_array(W_ih_in, "W_ih"), W_hh = float_array(W_hh_in, "W_hh"),
@@ -513,10 +541,11 @@ void bind_cell(py::module_& m, const char* name, MakeCell make_cell) {
         const py::object lengths = int64_lengths(lengths_in),
                          recurrent_mask = optional_float_array(recurrent_mask_in, "recurrent_mask");
         const Cell cell = make_cell(options);
-        const py::object params = optional_float_array(params_in, cell.params_name());
+        const py::object params = optional_float_array(params_in, cell.params_name()),
+                         W_hr = optional_float_array(W_hr_in, "W_hr");
         auto run = [&](auto zero) {
           using S = decltype(zero);
-          return forward_typed<S>(cell, x, W_ih, W_hh, b_ih, b_hh, params, optional_float_array(h0, "h0"),
+          return forward_typed<S>(cell, x, W_ih, W_hh, b_ih, b_hh, params, W_hr, optional_float_array(h0, "h0"),
                                   optional_float_array(c0, "c0"),
                                   lengths, recurrent_mask, reverse, keep_cache);
         };
@@ -524,18 +553,18 @@ void bind_cell(py::module_& m, const char* name, MakeCell make_cell) {
       },
       arg("x"), arg("W_ih"), arg("W_hh"), arg("b_ih"), arg("b_hh"), arg("h0").none(true), arg("c0").none(true),
       arg("lengths").none(true), arg("recurrent_mask").none(true), arg("reverse"), arg("options"),
-      arg("keep_cache") = true, arg("params").none(true) = py::none());
+      arg("keep_cache") = true, arg("params").none(true) = py::none(), arg("W_hr").none(true) = py::none());
   m.def(
       (std::string(name) + "_backward").c_str(),
       [make_cell](const py::array& x, const py::array& W_ih, const py::array& W_hh, const py::array& b_ih,
                   const py::array& b_hh, const py::object& lengths, const py::object& recurrent_mask, bool reverse,
                   const py::dict& cache, py::handle dy, py::handle dh_n, py::handle dc_n, const py::dict& options,
-                  const py::object& params) {
+                  const py::object& params, const py::object& W_hr) {
         check_float(x);
         const Cell cell = make_cell(options);
         auto run = [&](auto zero) {
           using S = decltype(zero);
-          return backward_typed<S>(cell, x, W_ih, W_hh, b_ih, b_hh, params, lengths, recurrent_mask, reverse, cache,
+          return backward_typed<S>(cell, x, W_ih, W_hh, b_ih, b_hh, params, W_hr, lengths, recurrent_mask, reverse, cache,
                                    float_array(dy, "dy"), optional_float_array(dh_n, "dh_n"),
                                    optional_float_array(dc_n, "dc_n"));
         };
@@ -544,7 +573,7 @@ void bind_cell(py::module_& m, const char* name, MakeCell make_cell) {
       arg("x").noconvert(), arg("W_ih").noconvert(), arg("W_hh").noconvert(), arg("b_ih").noconvert(),
       arg("b_hh").noconvert(), arg("lengths").none(true), arg("recurrent_mask").none(true), arg("reverse"),
       arg("cache"), arg("dy"), arg("dh_n").none(true), arg("dc_n").none(true), arg("options"),
-      arg("params").none(true) = py::none());
+      arg("params").none(true) = py::none(), arg("W_hr").none(true) = py::none());
 }
 
 }  // namespace rnnkit::bind

@@ -29,8 +29,11 @@ Variants of the cells (``rnnkit.cells`` lists each cell's facts):
 * ``clip``: ONNX's cell clip, every gate's pre-activation limited to ``[-clip, clip]`` (not the LSTM's ``c_t``
   where it enters h, as in ONNX Runtime); a clipped value passes no gradient.
 * ``peepholes: [3H]`` (LSTM): ONNX's ``P`` in the order i, f, o (``rnnkit.convert.from_onnx_lstm`` reorders
-  it): ``i = f(... + p_i * c_prev)``, ``f = f(... + p_f * c_prev)``, ``o = f(... + p_o * c_t)``; its gradient is
-  returned last by ``lstm_backward``.
+  it): ``i = f(... + p_i * c_prev)``, ``f = f(... + p_f * c_prev)``, ``o = f(... + p_o * c_t)``; its gradient
+  follows the biases' in what ``lstm_backward`` returns.
+* ``W_hr: [P, H]`` (LSTM): PyTorch's projection (``nn.LSTM(proj_size=P)``, its ``weight_hr``):
+  ``h_t = W_hr (o * h(c_t))``, so that ``h0, h_n: [N, P]``, ``y: [T, N, P]``, ``W_hh: [4H, P]`` while ``c`` keeps H;
+  its gradient comes last.
 
 Arrays that are not C-contiguous (Fortran order, strided views) are copied once
 per call, on purpose; everything else is passed to the kernels without a copy.
@@ -58,13 +61,14 @@ _NONLINEARITIES = ("tanh", "relu")
 class Cache:
     """What a forward call keeps for its backward call. Read-only; reusable."""
 
-    __slots__ = ("cell", "options", "inputs", "lengths", "recurrent_mask", "reverse", "arrays", "params")
+    __slots__ = ("cell", "options", "inputs", "lengths", "recurrent_mask", "reverse", "arrays", "params", "W_hr")
 
-    def __init__(self, cell, options, inputs, lengths, recurrent_mask, reverse, arrays, params=None):
+    def __init__(self, cell, options, inputs, lengths, recurrent_mask, reverse, arrays, params=None, W_hr=None):
         self.cell = cell
         self.options = options
         self.inputs = inputs  # (x, W_ih, W_hh, b_ih, b_hh)
         self.params = params  # the cell's own parameters (LSTM peepholes [3H]) or None
+        self.W_hr = W_hr  # the LSTM's output projection [P, H] or None
         self.lengths = lengths
         self.recurrent_mask = recurrent_mask
         self.reverse = reverse
@@ -83,15 +87,16 @@ class Cache:
 
 
 def _forward(cell, options, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, recurrent_mask, return_cache,
-             params=None):
+             params=None, W_hr=None):
     # the compiled module converts and checks every argument: nothing per array here, which a streaming
     # application (one call per step) would pay at every step
     y, h_n, c_n, arrays, inputs = getattr(_isa.current, f"{cell}_forward")(
         x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, recurrent_mask, bool(reverse), options, bool(return_cache),
-        params)
+        params, W_hr)
     if not return_cache:
         return y, h_n, c_n, None
-    return y, h_n, c_n, Cache(cell, options, inputs[:5], inputs[5], inputs[6], bool(reverse), arrays, inputs[7])
+    return y, h_n, c_n, Cache(cell, options, inputs[:5], inputs[5], inputs[6], bool(reverse), arrays, inputs[7],
+                              inputs[8])
 
 
 def _backward(cell, cache, dy, dh_n, dc_n):
@@ -106,8 +111,9 @@ def _backward(cell, cache, dy, dh_n, dc_n):
     kernel = getattr(_isa.current, f"{cell}_backward")
     c = cache
     out = kernel(*c.inputs, c.lengths, c.recurrent_mask, c.reverse, c.arrays, dy, dh_n, dc_n, c.options,
-                 getattr(c, "params", None))
-    return out if out[-1] is not None else out[:-1]
+                 getattr(c, "params", None), getattr(c, "W_hr", None))
+    # the seven of every cell, then the gradients of the extra weights the forward had
+    return tuple(out[:7]) + tuple(g for g in out[7:] if g is not None)
 
 
 def rnn_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, lengths=None, reverse=False, nonlinearity="tanh", *,
@@ -141,26 +147,28 @@ def rnn_backward(cache, dy, dh_n=None):
 
 
 def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False, *, peepholes=None,
-                 activations=None, clip=None, recurrent_mask=None, return_cache=True):
+                 W_hr=None, activations=None, clip=None, recurrent_mask=None, return_cache=True):
     """LSTM over whole sequences (gates i, f, g, o).
 
     x: [T, N, C]; W_ih: [4H, C]; W_hh: [4H, H]; b_ih, b_hh: [4H]; h0, c0: [N, H] or None (zeros);
-    lengths: [N] or None; peepholes: [3H] (i, f, o) or None; activations: [f, g, h] or None (sigmoid, tanh,
-    tanh); clip: float or None; recurrent_mask: [N, H] or None.
-    Returns ``y: [T, N, H], h_n: [N, H], c_n: [N, H], cache``.
+    lengths: [N] or None; peepholes: [3H] (i, f, o) or None; W_hr: [P, H] or None (then ``W_hh: [4H, P]``,
+    ``h0: [N, P]``); activations: [f, g, h] or None (sigmoid, tanh, tanh); clip: float or None;
+    recurrent_mask: [N, H] ([N, P]) or None.
+    Returns ``y: [T, N, H], h_n: [N, H], c_n: [N, H], cache`` (``y: [T, N, P], h_n: [N, P]`` with W_hr).
     """
     options = cell_options("lstm", activations, clip)
     if peepholes is not None:
         options["peepholes"] = True
     return _forward("lstm", options, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, recurrent_mask,
-                    return_cache, peepholes)
+                    return_cache, peepholes, W_hr)
 
 
 def lstm_backward(cache, dy, dh_n=None, dc_n=None):
     """Gradients of an LSTM. dy: [T, N, H]; dh_n, dc_n: [N, H] or None (zero).
 
     Returns ``dx: [T, N, C], dh0: [N, H], dc0: [N, H], dW_ih: [4H, C], dW_hh: [4H, H],
-    db_ih: [4H], db_hh: [4H]``, and ``dpeepholes: [3H]`` after them when the forward had peepholes.
+    db_ih: [4H], db_hh: [4H]``, then ``dpeepholes: [3H]`` and ``dW_hr: [P, H]`` when the forward had them (with
+    W_hr: ``dh0: [N, P], dW_hh: [4H, P]``, and dy, dh_n have P values).
     """
     return _backward("lstm", cache, dy, dh_n, dc_n)
 

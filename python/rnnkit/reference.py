@@ -108,11 +108,12 @@ def _cell_gates(cell, options):
     return [_Gate(t, options.get("clip") if gates else None) for t, (_, _, gates) in zip(triples, spec.activations)]
 
 
-def _prepare(x, weights, G, lengths, states, recurrent_mask):
+def _prepare(x, weights, G, lengths, states, recurrent_mask, H=None):
     """Light validation; cast everything to x's dtype; replace None states by zeros.
 
-    x: [T, N, C]; weights: (W_ih [G*H, C], W_hh [G*H, H], b_ih [G*H], b_hh [G*H]);
-    lengths: [N] ints in [0, T] or None; states: tuple of [N, H] arrays or None; recurrent_mask: [N, H] or None.
+    x: [T, N, C]; weights: (W_ih [G*H, C], W_hh [G*H, P], b_ih [G*H], b_hh [G*H]), P = the state h's size (H,
+    unless an LSTM projects h: then H is given); lengths: [N] ints in [0, T] or None; states: tuple of arrays
+    or None, h [N, P] then c [N, H]; recurrent_mask: [N, P] or None.
     Returns (x, weights, valid [T, N] bool, states, recurrent_mask) with fresh state arrays.
     """
     x = np.asarray(x)
@@ -123,8 +124,9 @@ def _prepare(x, weights, G, lengths, states, recurrent_mask):
     dtype = x.dtype
     T, N, C = x.shape
     W_ih, W_hh, b_ih, b_hh = (np.asarray(a, dtype=dtype) for a in weights)
-    H = W_hh.shape[-1]
-    expected = {"W_ih": (G * H, C), "W_hh": (G * H, H), "b_ih": (G * H,), "b_hh": (G * H,)}
+    P = W_hh.shape[-1]
+    H = P if H is None else H
+    expected = {"W_ih": (G * H, C), "W_hh": (G * H, P), "b_ih": (G * H,), "b_hh": (G * H,)}
     for name, a in zip(expected, (W_ih, W_hh, b_ih, b_hh)):
         if a.shape != expected[name]:
             raise ValueError(f"{name} must have shape {expected[name]}, got {a.shape}")
@@ -139,31 +141,33 @@ def _prepare(x, weights, G, lengths, states, recurrent_mask):
     valid = np.arange(T)[:, None] < lengths[None, :]
 
     fresh_states = []
-    for s in states:
-        s = np.zeros((N, H), dtype=dtype) if s is None else np.array(s, dtype=dtype)  # copy
-        if s.shape != (N, H):
-            raise ValueError(f"initial states must be [N, H] = [{N}, {H}], got {s.shape}")
+    for k, s in enumerate(states):
+        size = P if k == 0 else H
+        s = np.zeros((N, size), dtype=dtype) if s is None else np.array(s, dtype=dtype)  # copy
+        if s.shape != (N, size):
+            raise ValueError(f"initial states must be [N, H] = [{N}, {size}], got {s.shape}")
         fresh_states.append(s)
     if recurrent_mask is not None:
         recurrent_mask = np.asarray(recurrent_mask, dtype=dtype)
-        if recurrent_mask.shape != (N, H):
-            raise ValueError(f"recurrent_mask must be [N, H] = [{N}, {H}], got {recurrent_mask.shape}")
+        if recurrent_mask.shape != (N, P):
+            raise ValueError(f"recurrent_mask must be [N, H] = [{N}, {P}], got {recurrent_mask.shape}")
     return x, (W_ih, W_hh, b_ih, b_hh), valid, tuple(fresh_states), recurrent_mask
 
 
 def _prepare_grads(cache, dy, dstates):
     """dy: [T, N, H]; dstates: tuple of [N, H] arrays or None (= zero). Cast to the cache's dtype."""
     T, N, _ = cache.x.shape
-    H = cache.weights[1].shape[1]
+    H = cache.weights[1].shape[1]  # the size of the state h (and of y): P for a projecting LSTM
+    sizes = (H, cache.weights[0].shape[0] // 4)  # an LSTM's c has the cell's own H
     dtype = cache.x.dtype
     dy = np.asarray(dy, dtype=dtype)
     if dy.shape != (T, N, H):
         raise ValueError(f"dy must be [T, N, H] = [{T}, {N}, {H}], got {dy.shape}")
     fresh = []
-    for d in dstates:
-        d = np.zeros((N, H), dtype=dtype) if d is None else np.array(d, dtype=dtype)  # copy
-        if d.shape != (N, H):
-            raise ValueError(f"dh_n / dc_n must be [N, H] = [{N}, {H}], got {d.shape}")
+    for d, size in zip(dstates, sizes):
+        d = np.zeros((N, size), dtype=dtype) if d is None else np.array(d, dtype=dtype)  # copy
+        if d.shape != (N, size):
+            raise ValueError(f"dh_n / dc_n must be [N, H] = [{N}, {size}], got {d.shape}")
         fresh.append(d)
     return dy, tuple(fresh)
 
@@ -317,9 +321,9 @@ def rnn_backward(cache, dy, dh_n=None):
 # --------------------------------------------------------------------------------------------------
 
 
-def _lstm_step(weights, gates, mask, x_t, states):
-    """One LSTM step. mask: [N, H] or None; x_t: [N, C]; states: (h_prev [N, H], c_prev [N, H]).
-    weights: (W_ih, W_hh, b_ih, b_hh) or with the peepholes P [3H] (i, f, o) after them.
+def _lstm_step(weights, extra, gates, mask, x_t, states):
+    """One LSTM step. mask: [N, P] or None; x_t: [N, C]; states: (h_prev [N, P], c_prev [N, H]).
+    weights: (W_ih, W_hh, b_ih, b_hh, ...); extra: {"peepholes": [3H] (i, f, o), "W_hr": [P, H]}, those it has.
     Returns ((h_t, c_t), saved)."""
     W_ih, W_hh, b_ih, b_hh = weights[:4]
     F, G, Hc = gates
@@ -328,34 +332,41 @@ def _lstm_step(weights, gates, mask, x_t, states):
     # [a_i, a_f, a_g, a_o] = W_ih x_t + b_ih + W_hh h_rec + b_hh  (4 blocks of H)
     a = x_t @ W_ih.T + b_ih + h_rec @ W_hh.T + b_hh
     a_i, a_f, a_g, a_o = np.split(a, 4, axis=1)
-    if len(weights) > 4:
+    if "peepholes" in extra:
         # peepholes: a_i += p_i * c_prev, a_f += p_f * c_prev
-        p_i, p_f, p_o = np.split(weights[4], 3)
+        p_i, p_f, p_o = np.split(extra["peepholes"], 3)
         a_i, a_f = a_i + p_i * c_prev, a_f + p_f * c_prev
     # i = f(a_i), f = f(a_f), g = g(a_g)  (sigmoid, sigmoid, tanh by default)
     i, f, g = F(a_i), F(a_f), G(a_g)
     # c_t = f * c_prev + i * g
     c_t = f * c_prev + i * g
-    if len(weights) > 4:
+    if "peepholes" in extra:
         a_o = a_o + p_o * c_t  # o sees c_t
     o = F(a_o)
-    # h_t = o * h(c_t)
+    # h_t = o * h(c_t), or with a projection h_t = W_hr (o * h(c_t))
     h_c = Hc(c_t)
-    h_t = o * h_c
-    return (h_t, c_t), (h_rec, c_prev, (a_i, a_f, a_g, a_o), i, f, g, o, c_t, h_c)
+    m_t = o * h_c
+    h_t = m_t @ extra["W_hr"].T if "W_hr" in extra else m_t
+    return (h_t, c_t), (h_rec, c_prev, (a_i, a_f, a_g, a_o), i, f, g, o, c_t, h_c, m_t)
 
 
-def _lstm_step_backward(weights, gates, mask, x_t, saved, dstates):
-    """Backward of _lstm_step. x_t: [N, C]; dstates: (dh_t [N, H], dc_t [N, H])."""
-    h_rec, c_prev, (a_i, a_f, a_g, a_o), i, f, g, o, c_t, h_c = saved
+def _lstm_step_backward(weights, extra, gates, mask, x_t, saved, dstates):
+    """Backward of _lstm_step. x_t: [N, C]; dstates: (dh_t [N, P], dc_t [N, H]). The gradients of the extra
+    weights follow the four of _gates_backward, in the order of ``extra``."""
+    h_rec, c_prev, (a_i, a_f, a_g, a_o), i, f, g, o, c_t, h_c, m_t = saved
     F, G, Hc = gates
     dh_t, dc_t = dstates
+    dextra = {}
+    if "W_hr" in extra:
+        # h_t = m_t W_hr^T  =>  dW_hr = dh_t^T m_t, dm_t = dh_t W_hr
+        dextra["W_hr"] = dh_t.T @ m_t
+        dh_t = dh_t @ extra["W_hr"]
     # h_t = o * h(c_t)  =>  do = dh_t * h(c_t),  dc_t += dh_t * o * h'(c_t)
     da_o = F.backward(a_o, o, dh_t * h_c)
     dc = dc_t + Hc.backward(c_t, h_c, dh_t * o)
-    peepholes = len(weights) > 4
+    peepholes = "peepholes" in extra
     if peepholes:
-        p_i, p_f, p_o = np.split(weights[4], 3)
+        p_i, p_f, p_o = np.split(extra["peepholes"], 3)
         dc = dc + da_o * p_o  # a_o = ... + p_o * c_t
     # c_t = f * c_prev + i * g
     da_i = F.backward(a_i, i, dc * g)
@@ -367,33 +378,41 @@ def _lstm_step_backward(weights, gates, mask, x_t, saved, dstates):
     da = np.concatenate([da_i, da_f, da_g, da_o], axis=1)
     dx_t, dh_prev, dw = _gates_backward(weights, mask, x_t, h_rec, da, da)
     if peepholes:
-        dw = dw + (np.concatenate([(da_i * c_prev).sum(0), (da_f * c_prev).sum(0), (da_o * c_t).sum(0)]),)
-    return dx_t, (dh_prev, dc_prev), dw
+        dextra["peepholes"] = np.concatenate([(da_i * c_prev).sum(0), (da_f * c_prev).sum(0), (da_o * c_t).sum(0)])
+    return dx_t, (dh_prev, dc_prev), dw + tuple(dextra[name] for name in extra)
 
 
 def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False, *, peepholes=None,
-                 activations=None, clip=None, recurrent_mask=None, return_cache=True):
+                 W_hr=None, activations=None, clip=None, recurrent_mask=None, return_cache=True):
     """LSTM, gate order i, f, g, o: c_t = f * c_prev + i * g, h_t = o * h(c_t).
 
     The gates are f(W_ih x_t + b_ih + W_hh h_rec + b_hh) (g: g(...)), h_rec = h_prev * recurrent_mask, with
     activations [f, g, h] = [sigmoid, tanh, tanh] unless given; peepholes P [3H] = (p_i, p_f, p_o) add
-    p_i * c_prev, p_f * c_prev and p_o * c_t to the pre-activations of i, f and o.
-    x: [T, N, C]; W_ih: [4H, C]; W_hh: [4H, H]; b_ih: [4H]; b_hh: [4H];
-    h0, c0: [N, H] or None (= zeros); lengths: [N] ints in [0, T] or None (= all T);
-    clip: float or None; recurrent_mask: [N, H] or None (= no mask).
-    Returns y: [T, N, H], h_n: [N, H], c_n: [N, H] and a Cache for lstm_backward.
+    p_i * c_prev, p_f * c_prev and p_o * c_t to the pre-activations of i, f and o. W_hr [P, H] projects the output
+    (PyTorch's proj_size): h_t = W_hr (o * h(c_t)), so that h and y have P values and c has H.
+    x: [T, N, C]; W_ih: [4H, C]; W_hh: [4H, P]; b_ih: [4H]; b_hh: [4H];
+    h0: [N, P], c0: [N, H] or None (= zeros); lengths: [N] ints in [0, T] or None (= all T);
+    clip: float or None; recurrent_mask: [N, P] or None (= no mask). (P = H without W_hr.)
+    Returns y: [T, N, P], h_n: [N, P], c_n: [N, H] and a Cache for lstm_backward.
     """
     options = cell_options("lstm", activations, clip)
-    x, weights, valid, states, mask = _prepare(x, (W_ih, W_hh, b_ih, b_hh), 4, lengths, (h0, c0), recurrent_mask)
+    x, weights, valid, states, mask = _prepare(x, (W_ih, W_hh, b_ih, b_hh), 4, lengths, (h0, c0), recurrent_mask,
+                                               H=None if W_hr is None else np.shape(W_hr)[-1])
+    H, P = weights[0].shape[0] // 4, weights[1].shape[1]
+    extra = {}
     if peepholes is not None:
         options["peepholes"] = True
-        P = np.asarray(peepholes, dtype=x.dtype)
-        if P.shape != (3 * weights[1].shape[1],):
-            raise ValueError(f"peepholes must have shape (3H,) = ({3 * weights[1].shape[1]},), got {P.shape}")
-        weights = weights + (P,)
-    step = functools.partial(_lstm_step, weights, _cell_gates("lstm", options), mask)
+        extra["peepholes"] = np.asarray(peepholes, dtype=x.dtype)
+        if extra["peepholes"].shape != (3 * H,):
+            raise ValueError(f"peepholes must have shape (3H,) = ({3 * H},), got {extra['peepholes'].shape}")
+    if W_hr is not None:
+        extra["W_hr"] = np.asarray(W_hr, dtype=x.dtype)
+        if extra["W_hr"].shape != (P, H):
+            raise ValueError(f"W_hr must have shape (P, H) = ({P}, {H}), got {extra['W_hr'].shape}")
+    step = functools.partial(_lstm_step, weights, extra, _cell_gates("lstm", options), mask)
     y, (h_n, c_n), steps = _forward_loop(step, x, states, valid, bool(reverse))
-    cache = Cache("lstm", options, bool(reverse), x, weights, valid, mask, steps)
+    cache = Cache("lstm", options, bool(reverse), x, weights + tuple(extra.values()), valid, mask, steps)
+    cache.extra = tuple(extra)  # the names of the weights after the four
     return y, h_n, c_n, cache if return_cache else None
 
 
@@ -401,12 +420,13 @@ def lstm_backward(cache, dy, dh_n=None, dc_n=None):
     """Gradients of an lstm_forward pass.
 
     cache: the Cache from lstm_forward; dy: [T, N, H]; dh_n, dc_n: [N, H] or None (= zeros).
-    Returns dx: [T, N, C], dh0: [N, H], dc0: [N, H], dW_ih: [4H, C], dW_hh: [4H, H], db_ih: [4H], db_hh: [4H]
-    (and dpeepholes: [3H] after them when the forward had peepholes).
+    Returns dx: [T, N, C], dh0: [N, P], dc0: [N, H], dW_ih: [4H, C], dW_hh: [4H, P], db_ih: [4H], db_hh: [4H],
+    then dpeepholes: [3H] and dW_hr: [P, H] when the forward had them.
     """
     _check_cache(cache, "lstm")
     dy, dstates = _prepare_grads(cache, dy, (dh_n, dc_n))
-    step_backward = functools.partial(_lstm_step_backward, cache.weights, _cell_gates("lstm", cache.options),
+    extra = dict(zip(cache.extra, cache.weights[4:]))
+    step_backward = functools.partial(_lstm_step_backward, cache.weights, extra, _cell_gates("lstm", cache.options),
                                       cache.recurrent_mask)
     dx, (dh0, dc0), dweights = _backward_loop(step_backward, cache, dy, dstates)
     return (dx, dh0, dc0, *dweights)

@@ -16,6 +16,7 @@ struct GruCell {
   static constexpr int G = 3;
   static constexpr bool has_c = false;
   static constexpr bool has_direct = true;  // h_t = ... + z * h_prev
+  static constexpr bool can_project = false;
   static constexpr bool gates_are_state = false;
   bool reset_after = true;
   Gate f{{Act::sigmoid}}, g{{Act::tanh}};
@@ -40,7 +41,7 @@ struct GruCell {
   template <class Step>
   void forward_step(Step& s) const {
     // [r, z] = sigmoid(W_i[rz] x_t + b_i[rz] + W_h[rz] h_rec + b_h[rz])
-    s.product(s.h_rec_rows, 0, reset_after ? 3 : 2);
+    s.product(s.h_rec_rows, s.P, 0, reset_after ? 3 : 2);
     if (reset_after && !fast()) return s.rows([this](auto& r) { forward_row(r); });
     if (reset_after) {
       s.rows([](auto& r) {
@@ -79,7 +80,7 @@ struct GruCell {
     });
     s.sync();
     // n = tanh(W_in x_t + b_in + W_hn aux + b_hn); h_t = (1 - z) * n + z * h_prev
-    s.product(s.aux_rows, 2, 3);
+    s.product(s.aux_rows, s.H, 2, 3);
     s.rows([this](auto& r) {
       using S = std::decay_t<decltype(*r.h_t)>;
       const Index w = r.w;

@@ -18,6 +18,7 @@ struct LstmCell {
   static constexpr bool has_c = true;
   static constexpr bool has_direct = false;
   static constexpr bool gates_are_state = false;
+  static constexpr bool can_project = true;  // h_t = W_hr (o * h(c_t)) (PyTorch's proj_size)
   bool has_aux() const { return true; }
   bool has_dextra() const { return false; }
   bool whole_products() const { return true; }  // forward_step asks for every gate's product at once
@@ -36,7 +37,7 @@ struct LstmCell {
   template <class Step>
   void forward_step(Step& s) const {
     // [i, f, g, o] = W_ih x_t + b_ih + W_hh h_rec + b_hh
-    s.product(s.h_rec_rows, 0, 4);
+    s.product(s.h_rec_rows, s.P, 0, 4);
     if (!fast()) return s.rows([this](auto& r) { forward_row(r); });
     s.rows([](auto& r) {
       namespace ei = Eigen::internal;

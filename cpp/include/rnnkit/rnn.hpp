@@ -11,6 +11,7 @@ struct RnnCell {
   static constexpr int G = 1;
   static constexpr bool has_c = false;
   static constexpr bool has_direct = false;
+  static constexpr bool can_project = false;
   static constexpr bool gates_are_state = true;  // h_t = f(a_t) is the activated gate
   Gate f;                                         // its activation and clip
   bool has_aux() const { return false; }
@@ -28,7 +29,7 @@ struct RnnCell {
 
   template <class Step>
   void forward_step(Step& s) const {
-    s.product(s.h_rec_rows, 0, 1);
+    s.product(s.h_rec_rows, s.P, 0, 1);
     s.rows([this](auto& r) {
       // a_t = W_ih x_t + b_ih + W_hh h_rec + b_hh
       auto a = view(r.gates, 1, r.w);

@@ -17,7 +17,9 @@
 //                                          b_ih, b_hh (LSTM peepholes: 3), read by its steps at row.params; their
 //                                          gradients are summed over the steps by backward_step into row.dparams
 // A cell's options (activations, clip, GRU's reset point) are its own members, set by its binding.
-// Everything else (projections, masking, threads, weight gradients) lives here.
+// Everything else (projections, masking, threads, weight gradients) lives here, the output projection of an LSTM
+// with proj_size included: the cell writes m_t = o * h(c_t) [N, H] where it would write h_t, and the loop makes
+// h_t = m_t W_hr^T [N, P] (each thread its share of the P state units) and, in backward, dm_t = dh_t W_hr.
 //
 // Design for speed: the input projection of all steps is one matrix product before the
 // loop (inference with small weights projects each step inside it instead, see ForwardBuffers) and
@@ -51,6 +53,7 @@ struct Weights {
   const S* b_ih;  // [G*H]
   const S* b_hh;  // [G*H]
   const S* params = nullptr;  // [K*H] the cell's own parameters (K = cell.n_params()), vector k at k*H
+  const S* W_hr = nullptr;    // [P, H] the output projection, or nullptr
 };
 
 // Buffers of one forward call, all owned by the caller. Without `inference` the call keeps a cache for
@@ -74,6 +77,7 @@ struct ForwardBuffers {
   S* h_rec;   // [T, N, H] cache: h_prev * recurrent_mask; only with a recurrent_mask (null in inference)
   S* aux;     // [T, N, H] cache: the cell's own record; cells with has_aux() (null in inference)
   S* gates;   // [T, N, G*H] cache: activated gates (a working buffer for cells whose gates are the state)
+  S* m;       // [T, N, H] cache: the output before its projection (only with W_hr; null in inference)
   bool inference = false;
 };
 
@@ -102,6 +106,9 @@ struct BackwardBuffers {
   S* dparams;     // [K*H] out: the gradients of the cell's own parameters
   S* dgates;      // [T, N, G*H] workspace: gradient of the gate pre-activations
   S* dextra;      // [T, N, H] workspace for cells with has_dextra()
+  const S* m;     // [T, N, H] the forward's output before its projection (only with W_hr)
+  S* dW_hr;       // [P, H] out (only with W_hr)
+  S* dproj;       // [T, N, P] workspace: the gradient reaching each step's h_t (only with W_hr)
 };
 
 // Calls with at least this many T*N rows pack W_hh once; shorter ones (a streaming step)
@@ -312,11 +319,11 @@ class RecurrentSlice {
 // What a cell's forward_step sees of one step (see the top of this file).
 template <class S>
 struct ForwardStep {
-  Index H, w, ws, ld, m, N;  // ws: gate stride of rec, ld: its row length
+  Index H, P, w, ws, ld, m, N;  // P: the state's size; ws: gate stride of rec, ld: its row length
   int nt;
   const std::vector<Index>& order;
   const RecurrentSlice<S>& W;
-  const S* h_rec_rows;    // [N, H] at this time, unit 0: the source of the W_hh products
+  const S* h_rec_rows;    // [N, P] at this time, unit 0: the source of the W_hh products
   const S* aux_rows;      // [N, H] at this time, unit 0 (cells with has_aux())
   bool by_position;       // the state arrays (h_rec_rows, aux_rows, h_in, h_rec, aux_t, h_out) are [m, H] by position
   std::vector<const S*>& a_rows;
@@ -326,16 +333,16 @@ struct ForwardStep {
   Index gates_ld;
   bool gates_by_position;
   S* aux_t;               // aux [N, H] at unit j0
-  const S* h_in;          // [N, H] at unit j0
-  const S* h_rec;         // [N, H] at unit j0
+  const S* h_in;          // [N, P] at unit j0 (cells that read it have P = H)
+  const S* h_rec;         // [N, P] at unit j0
   const S* c_in;          // [m, w] by position
-  S* h_out;               // [N, H] at unit j0
+  S* h_out;               // [N, H] at unit j0: h_t, or with a projection m_t
   S* c_out;               // [m, w] by position
   Index G;
 
-  // rec[:, g0*ws : g1*ws) = W_hh products of gates [g0, g1) with the rows of src ([N, H] at this time)
-  void product(const S* src, int g0, int g1) {
-    for (Index i = 0; i < m; ++i) a_rows[i] = src + row(i) * H;
+  // rec[:, g0*ws : g1*ws) = W_hh products of gates [g0, g1) with the rows of src ([N, stride] at this time)
+  void product(const S* src, Index stride, int g0, int g1) {
+    for (Index i = 0; i < m; ++i) a_rows[i] = src + row(i) * stride;
     W.forward(m, a_rows.data(), g0, g1, rec, ld);
   }
   template <class F>
@@ -346,8 +353,8 @@ struct ForwardStep {
       r.gates = gates_time + (gates_by_position ? i : order[i]) * gates_ld;
       r.rec = rec + i * ld;
       r.aux = aux_t ? aux_t + n * H : nullptr;
-      r.h_prev = h_in + n * H;
-      r.h_rec = h_rec + n * H;
+      r.h_prev = h_in + n * P;
+      r.h_rec = h_rec + n * P;
       r.c_prev = c_in + i * w;
       r.h_t = h_out + n * H;
       r.c_t = c_out + i * w;
@@ -371,7 +378,7 @@ struct BackwardStep {
   const S *dh, *dc;        // [N, w]
   S *dgates_t, *dextra_t;  // at this time (dgates_time / dextra_time: unit 0)
   S *dgates_time, *dextra_time;
-  S *dh_out, *dc_out;      // [N, w]
+  S *dh_out, *dc_out;      // [N, w]; dh_out null with a projection (its cell has no direct path)
   Index G;
   const S* params;         // the cell's own parameters at unit j0
   S* dparams;              // [K, w] this thread's sums of their gradients
@@ -395,7 +402,7 @@ struct BackwardStep {
                 .dc = dc + n * w,
                 .dgates = dgates_t + n * G * H,
                 .dextra = dextra_t ? dextra_t + n * H : nullptr,
-                .dh_prev = dh_out + n * w,
+                .dh_prev = dh_out ? dh_out + n * w : nullptr,
                 .dc_prev = dc_out + n * w,
                 .rec = rec + i * ws,
                 .work = work,
@@ -409,8 +416,9 @@ struct BackwardStep {
 
 template <class Cell, class S>
 void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const ForwardBuffers<S>& b, int nthreads) {
-  const Index T = d.T, N = d.N, C = d.C, H = d.H, G = Cell::G, GH = G * H, TN = T * N;
+  const Index T = d.T, N = d.N, C = d.C, H = d.H, P = d.state(), G = Cell::G, GH = G * H, TN = T * N;
   if (N == 0 || H == 0) return;  // every output and cache array is empty, however many steps or rows
+  const bool proj = w.W_hr != nullptr;
   // a short call is as long as reading the weights takes: count them as work too
   nthreads = threads_for(std::max(2.0 * TN, 2.0 * tuning::min_counted_rows) * GH * (C + H), nthreads);
   const bool fused = b.inference && !b.gates;  // each step projects its own input (see ForwardBuffers)
@@ -425,21 +433,27 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
   auto time = [&](Index s) { return b.reverse ? T - 1 - s : s; };
   const bool keep = !b.inference;  // a cache for backward, or inference with small buffers
   // Inference keeps the state of one pass only, by position in the pass: two steps of h (and of h_rec with a
-  // mask) and one of aux, [block, H] each, for each team of threads that shares a step
-  const Index block_max = std::min(N, tuning::forward_row_block), state_size = block_max * H;
-  const Index team_state = keep ? 0 : (2 + (mask ? 2 : 0) + (cell.has_aux() ? 1 : 0)) * state_size;
+  // mask), one of aux and one of m, [block, max(H, P)] each, for each team of threads that shares a step
+  const Index block_max = std::min(N, tuning::forward_row_block), state_size = block_max * std::max(H, P);
+  const Index team_state =
+      keep ? 0 : (2 + (mask ? 2 : 0) + (cell.has_aux() ? 1 : 0) + (proj ? 1 : 0)) * state_size;
   std::vector<S> states(static_cast<size_t>((by_rows ? nthreads : 1) * team_state));
 
   parallel(nthreads, [&](int tid, int nt) {
     S* st = states.data() + (by_rows ? tid : 0) * team_state;
     // where step s reads: the state entering it (after the last step: h_n), its h_rec and aux
     auto h_slot = [&](Index s) {
-      return keep ? (s >= T ? b.h_n : b.h_prev + time(s) * N * H) : st + (s % 2) * state_size;
+      return keep ? (s >= T ? b.h_n : b.h_prev + time(s) * N * P) : st + (s % 2) * state_size;
     };
-    auto rec_slot = [&](Index s) { return keep ? b.h_rec + time(s) * N * H : st + (2 + s % 2) * state_size; };
+    auto rec_slot = [&](Index s) { return keep ? b.h_rec + time(s) * N * P : st + (2 + s % 2) * state_size; };
     auto aux_slot = [&](Index s) -> S* {
       if (!cell.has_aux()) return nullptr;
       return keep ? b.aux + time(s) * N * H : st + (mask ? 4 : 2) * state_size;
+    };
+    // the output before its projection, m_t
+    auto m_slot = [&](Index s) -> S* {
+      if (!proj) return nullptr;
+      return keep ? b.m + time(s) * N * H : st + ((mask ? 4 : 2) + (cell.has_aux() ? 1 : 0)) * state_size;
     };
     // gates = x W_ih^T + bias for every step at once (the cache): one product split over rows, or for a
     // short call (a streaming step) dot products split over gate columns
@@ -466,8 +480,14 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
     const auto slice = share(H, by_rows ? 0 : tid, team);
     const Index j0 = slice.first, j1 = slice.second;
     const Index wu = j1 - j0;
-    const RecurrentSlice<S> W(w.W_hh, G, H, j0, wu, packed, false, H, cell.whole_products());
+    const RecurrentSlice<S> W(w.W_hh, G, H, j0, wu, packed, false, P, cell.whole_products());
     const Index ws = W.gate_stride(), ld = W.row_length();
+    // this thread's units of the state h: its hidden units, or with a projection its share of the P
+    const auto state_slice = proj ? share(P, by_rows ? 0 : tid, team) : slice;
+    const Index s0 = state_slice.first, sw = state_slice.second - s0;
+    // with a projection: this thread's rows of W_hr, and its units' h_t of the pass's rows
+    const RecurrentSlice<S> Wr(proj ? w.W_hr : nullptr, 1, P, s0, sw, packed && proj, false, H);
+    std::vector<S> rec_h(proj ? static_cast<size_t>(block * Wr.row_length()) : 0);
     // inference: this thread's columns of W_ih too (laid out as W's), and its units' gates of one step
     const RecurrentSlice<S> Wx(fused ? w.W_ih : nullptr, G, H, j0, wu, packed && fused, false, C, cell.whole_products());
     std::vector<S> x_gates(fused ? static_cast<size_t>(block * ld) : 0), x_bias(fused ? ld : 0);
@@ -480,17 +500,18 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
     std::vector<Index> pass;  // the pass's rows, longest sequence first
     pass.reserve(static_cast<size_t>(block));
     auto units = [&](auto* p, Index n, Index stride) { return view(p + n * stride + j0, 1, wu); };
+    auto state = [&](auto* p, Index n) { return view(p + n * P + s0, 1, sw); };  // this thread's units of h
     auto at = [&](Index i) { return keep ? pass[i] : i; };  // where the state of the pass's row i is
     auto set_h0 = [&](Index i, Index n) {
       if (b.h0)
-        units(h_slot(0), i, H) = units(b.h0, n, H);
+        state(h_slot(0), i) = state(b.h0, n);
       else
-        units(h_slot(0), i, H).setZero();
+        state(h_slot(0), i).setZero();
     };
     auto set_rec = [&](Index s) {  // h_rec = h_prev * recurrent_mask, entering step s
       if (!mask || s >= T) return;
       for (size_t i = 0; i < pass.size(); ++i)
-        units(rec_slot(s), at(i), H) = units((const S*)h_slot(s), at(i), H).cwiseProduct(units(mask, pass[i], H));
+        state(rec_slot(s), at(i)) = state((const S*)h_slot(s), at(i)).cwiseProduct(state(mask, pass[i]));
     };
     for (Index n : ord.rows)
       if (keep) set_h0(n, n);
@@ -516,6 +537,7 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
         S* h_out = h_slot(s + 1);
         const S* h_rec = mask ? rec_slot(s) : h_in;
         S* aux_t = aux_slot(s);
+        S* m_t = m_slot(s);
         // the step's input projection: the cache's row, or (inference) computed here for this thread's units
         S* gates_t = fused ? x_gates.data() : b.gates + t * N * GH + j0;
         const Index gates_ld = fused ? ld : GH;
@@ -526,6 +548,7 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
         }
         if (m > 0) {
           ForwardStep<S> step{.H = H,
+                              .P = P,
                               .w = wu,
                               .ws = ws,
                               .ld = ld,
@@ -552,36 +575,45 @@ void forward(const Cell& cell, const Dims& d, const Weights<S>& w, const Forward
                               .h_in = h_in + j0,
                               .h_rec = h_rec + j0,
                               .c_in = c_in,
-                              .h_out = h_out + j0,
+                              .h_out = (proj ? m_t : h_out) + j0,
                               .c_out = c_out,
                               .G = G};
           cell.forward_step(step);
+          if (proj) {
+            // h_t = m_t W_hr^T, this thread's units of it, once every thread's units of m_t are written
+            barrier(team);
+            for (Index i = 0; i < m; ++i) a_rows[i] = m_t + step.row(i) * H;
+            Wr.forward(m, a_rows.data(), 0, 1, rec_h.data(), Wr.row_length());
+            for (Index i = 0; i < m; ++i) state(h_out, at(i)) = view((const S*)rec_h.data() + i * Wr.row_length(), 1, sw);
+          }
         }
-        S* y_t = b.y + t * N * H;
-        for (Index i = 0; i < m; ++i) units(y_t, pass[i], H) = units((const S*)h_out, at(i), H);
+        S* y_t = b.y + t * N * P;
+        for (Index i = 0; i < m; ++i) state(y_t, pass[i]) = state((const S*)h_out, at(i));
         // a sequence past its own length keeps its state and outputs zeros
         for (Index i = m; i < np; ++i) {
           const Index n = pass[i];
-          units(h_out, at(i), H) = units(h_in, at(i), H);
+          state(h_out, at(i)) = state(h_in, at(i));
           if (Cell::has_c) view(c_out + i * wu, 1, wu) = view(c_in + i * wu, 1, wu);
-          units(y_t, n, H).setZero();
+          state(y_t, n).setZero();
           if (!fused)
             for (Index k = 0; k < G; ++k) view(gates_t + n * GH + k * H, 1, wu).setZero();
           if (aux_t) units(aux_t, at(i), H).setZero();
+          if (m_t) units(m_t, at(i), H).setZero();
         }
         set_rec(s + 1);
         std::swap(c_in, c_out);
         barrier(team);
       }
       for (Index i = 0; Cell::has_c && i < np; ++i) units(b.c_n, pass[i], H) = view(c_in + i * wu, 1, wu);
-      for (Index i = 0; !keep && i < np; ++i) units(b.h_n, pass[i], H) = units((const S*)h_slot(T), i, H);
+      for (Index i = 0; !keep && i < np; ++i) state(b.h_n, pass[i]) = state((const S*)h_slot(T), i);
     }
   });
 }
 
 template <class Cell, class S>
 void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const BackwardBuffers<S>& b, int nthreads) {
-  const Index T = d.T, N = d.N, C = d.C, H = d.H, G = Cell::G, GH = G * H, TN = T * N;
+  const Index T = d.T, N = d.N, C = d.C, H = d.H, P = d.state(), G = Cell::G, GH = G * H, TN = T * N;
+  const bool proj = w.W_hr != nullptr;
   if (H == 0) {  // nothing reaches x: dx is zero, every other gradient is empty
     std::fill_n(b.dx, TN * C, S(0));  // (an Eigen view of TN rows would walk them even when C = 0)
     return;
@@ -611,16 +643,22 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
       const auto slice = share(H, tid, nt);
       const Index j0 = slice.first, j1 = slice.second;
       const Index wu = j1 - j0;
-      const RecurrentSlice<S> W(w.W_hh, G, H, j0, wu, packed, true);
+      // this thread's units of the state h: its hidden units, or with a projection its share of the P
+      const auto state_slice = proj ? share(P, tid, nt) : slice;
+      const Index s0 = state_slice.first, sw = state_slice.second - s0;
+      const RecurrentSlice<S> W(w.W_hh, G, H, s0, sw, packed, true, P);
       const Index ws = W.ws();
+      // with a projection: dm_t = dh_t W_hr for this thread's hidden units
+      const RecurrentSlice<S> Wr(proj ? w.W_hr : nullptr, 1, P, j0, wu, packed && proj, true, H);
+      std::vector<S> dm_rec(proj ? static_cast<size_t>(N * Wr.ws()) : 0), dm(proj ? static_cast<size_t>(N * wu) : 0);
       // and this thread's columns of dx
       const auto x_cols = share(dx_per_step ? C : 0, tid, nt);
       const Index x0 = x_cols.first, xw = x_cols.second - x0;
       const RecurrentSlice<S> Wx(w.W_ih, G, H, x0, xw, packed, true, C);
       std::vector<S> dx_rec(static_cast<size_t>(N * Wx.ws()));
       std::vector<S> rec(static_cast<size_t>(N * ws)), work(static_cast<size_t>(wu));
-      std::vector<S> dh_a(static_cast<size_t>(N * wu)), dh_b(dh_a.size()), dc_a(Cell::has_c ? dh_a.size() : 0),
-          dc_b(dc_a.size());
+      std::vector<S> dh_a(static_cast<size_t>(N * sw)), dh_b(dh_a.size()),
+          dc_a(Cell::has_c ? static_cast<size_t>(N * wu) : 0), dc_b(dc_a.size());
       std::vector<const S*> a_rows(static_cast<size_t>(N));
       S *dh = dh_a.data(), *dh_out = dh_b.data(), *dc = dc_a.data(), *dc_out = dc_b.data();
       // the bias gradients of these units, gate k at k * wu: summed over the steps while each step's
@@ -630,11 +668,13 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
       RowVector<S> dparams = RowVector<S>::Zero(cell.n_params() * wu);
       auto units = [&](auto* p, Index n, Index stride) { return view(p + n * stride + j0, 1, wu); };
       auto own = [&](S* p, Index n) { return view(p + n * wu, 1, wu); };
+      auto state = [&](auto* p, Index n) { return view(p + n * P + s0, 1, sw); };  // this thread's units of h
+      auto own_state = [&](S* p, Index n) { return view(p + n * sw, 1, sw); };
       for (Index n = 0; n < N; ++n) {
         if (b.dh_n)
-          own(dh, n) = units(b.dh_n, n, H);
+          own_state(dh, n) = state(b.dh_n, n);
         else
-          own(dh, n).setZero();
+          own_state(dh, n).setZero();
         if (Cell::has_c) {
           if (b.dc_n)
             own(dc, n) = units(b.dc_n, n, H);
@@ -646,7 +686,22 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
         const Index t = b.reverse ? T - 1 - s : s, m = order.active[t];
         for (Index i = 0; i < m; ++i) {
           const Index n = order.rows[i];
-          own(dh, n) += units(b.dy + t * N * H, n, H);
+          own_state(dh, n) += state(b.dy + t * N * P, n);
+        }
+        if (proj) {
+          // dm_t = dh_t W_hr for this thread's units, once every thread's units of dh_t are published (kept for
+          // dW_hr = dh^T m; zero past a sequence's length)
+          S* dproj_t = b.dproj + t * N * P;
+          for (Index i = 0; i < N; ++i) {
+            if (i < m)
+              state(dproj_t, order.rows[i]) = own_state(dh, order.rows[i]);
+            else
+              state(dproj_t, order.rows[i]).setZero();
+          }
+          barrier(nt);
+          for (Index i = 0; i < m; ++i) a_rows[i] = dproj_t + order.rows[i] * P;
+          Wr.backward(m, a_rows.data(), 0, 1, dm_rec.data(), Wr.ws(), false);
+          for (Index i = 0; i < m; ++i) own(dm.data(), order.rows[i]) = view((const S*)dm_rec.data() + i * Wr.ws(), 1, wu);
         }
         S* dgates_time = b.dgates + t * N * GH;
         // the activated gates of step s, or (gates_are_state) the state it left: what step s + 1 reads
@@ -669,13 +724,13 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
                                .aux_t = cell.has_aux() ? b.aux + t * N * H + j0 : nullptr,
                                .h_prev_t = b.h_prev + t * N * H + j0,
                                .h_rec_t = h_rec + t * N * H + j0,
-                               .dh = dh,
+                               .dh = proj ? dm.data() : dh,
                                .dc = dc,
                                .dgates_t = dgates_time + j0,
                                .dextra_t = dextra_time ? dextra_time + j0 : nullptr,
                                .dgates_time = dgates_time,
                                .dextra_time = dextra_time,
-                               .dh_out = dh_out,
+                               .dh_out = proj ? nullptr : dh_out,
                                .dc_out = dc_out,
                                .G = G,
                                .params = w.params ? w.params + j0 : nullptr,
@@ -697,21 +752,21 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
             if (!hh_is_dG[k]) db_hh.segment(k * wu, wu) += view(hh[k].dgate + row * hh[k].stride + j0, 1, wu);
           }
           // dh_prev = (direct path) + dh_rec * recurrent_mask
-          const auto dr = view((const S*)rec.data() + i * ws, 1, wu);
-          auto out = own(dh_out, n);
+          const auto dr = view((const S*)rec.data() + i * ws, 1, sw);
+          auto out = own_state(dh_out, n);
           if (Cell::has_direct && mask)
-            out += dr.cwiseProduct(units(mask, n, H));
+            out += dr.cwiseProduct(state(mask, n));
           else if (Cell::has_direct)
             out += dr;
           else if (mask)
-            out = dr.cwiseProduct(units(mask, n, H));
+            out = dr.cwiseProduct(state(mask, n));
           else
             out = dr;
         }
         // a step past the sequence's length passed its state through unchanged
         for (Index i = m; i < N; ++i) {
           const Index n = order.rows[i];
-          own(dh_out, n) = own(dh, n);
+          own_state(dh_out, n) = own_state(dh, n);
           if (Cell::has_c) own(dc_out, n) = own(dc, n);
           for (Index k = 0; k < G; ++k) units(dgates_time + k * H, n, GH).setZero();
           if (dextra_time) units(dextra_time, n, H).setZero();
@@ -721,7 +776,7 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
         std::swap(dc, dc_out);
       }
       for (Index n = 0; n < N; ++n) {
-        units(b.dh0, n, H) = own(dh, n);
+        state(b.dh0, n) = own_state(dh, n);
         if (Cell::has_c) units(b.dc0, n, H) = own(dc, n);
       }
       for (int k = 0; k < cell.n_params(); ++k) view(b.dparams + k * H + j0, 1, wu) = dparams.segment(k * wu, wu);
@@ -749,10 +804,16 @@ void backward(const Cell& cell, const Dims& d, const Weights<S>& w, const Backwa
           c1 = std::min(r1, (k2 + 1) * H);
         }
         const auto dGh = view(src.dgate + (c0 - k * H), TN, c1 - c0, src.stride);
-        view(b.dW_hh + c0 * H, c1 - c0, H).noalias() = dGh.transpose() * view(src.input, TN, H);
+        view(b.dW_hh + c0 * P, c1 - c0, P).noalias() = dGh.transpose() * view(src.input, TN, P);
         c0 = c1;
       }
     });
+    // dW_hr = dh^T m, over every step
+    if (proj)
+      for_row_blocks(P, tuning::product_min_rows, tid, nt, [&](Index r0, Index r1) {
+        view(b.dW_hr + r0 * H, r1 - r0, H).noalias() =
+            view((const S*)b.dproj + r0, TN, r1 - r0, P).transpose() * view(b.m, TN, H);
+      });
     if (!dx_per_step)
       for_row_blocks(TN, tuning::product_min_rows, tid, nt, [&](Index i0, Index i1) {
         view(b.dx + i0 * C, i1 - i0, C).noalias() = view(b.dgates + i0 * GH, i1 - i0, GH) * view(w.W_ih, GH, C);

@@ -5,7 +5,8 @@
 //
 // Sequences are time-major, row-major: x [T, N, C], y [T, N, H]; step t of a
 // [T, N, K] array is the [N, K] matrix starting at row t*N of a [T*N, K] view.
-// Weights use PyTorch's layout: W_ih [G*H, C], W_hh [G*H, H], b_ih [G*H], b_hh [G*H].
+// Weights use PyTorch's layout: W_ih [G*H, C], W_hh [G*H, H], b_ih [G*H], b_hh [G*H]; an LSTM with a projection
+// (PyTorch's proj_size = P) has W_hh [G*H, P] and W_hr [P, H], and its h, y and h_prev have P values.
 #pragma once
 
 #include <Eigen/Core>
@@ -39,8 +40,11 @@ inline View<S> view(S* p, Index rows, Index cols) { return view(p, rows, cols, c
 template <class S>
 inline ConstView<S> view(const S* p, Index rows, Index cols) { return view(p, rows, cols, cols); }
 
+// P: the size of the state h and of the outputs; H unless an LSTM projects its output (W_hr [P, H]).
 struct Dims {
   Index T, N, C, H;
+  Index P = -1;  // -1: H
+  Index state() const { return P < 0 ? H : P; }
 };
 
 }  // namespace rnnkit

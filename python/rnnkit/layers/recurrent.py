@@ -22,7 +22,9 @@ Activations are Keras': ``activation`` (SimpleRNN's nonlinearity; the candidate 
 ``tanh(c_t)``) and ``recurrent_activation`` (the gates of LSTM and GRU), any of ``rnnkit.activations.KERAS`` (or
 None for linear, or a function with one of those names). The defaults run the kernels' fused path; others run
 element by element. ``LSTM(use_peepholes=True)`` adds the peephole weights ``peepholes: [3H]`` (gates i, f, o,
-started at zero: ONNX's ``P``), which let the gates see the cell state.
+started at zero: ONNX's ``P``), which let the gates see the cell state. ``LSTM(proj_size=P)`` (PyTorch's) projects
+the output: ``h_t = W_hr (o * tanh(c_t))`` with ``W_hr: [P, H]`` (the last weight), so outputs and ``h`` have P
+values, ``c`` keeps H, and ``W_hh`` is ``[4H, P]``.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class Recurrent(Layer):
     n_states = 1  # 2 for LSTM (h, c)
     options = ()  # names of constructor arguments passed on to the kernels and kept in the config
     use_peepholes = False
+    proj_size = None
     supports_masking = True
     input_ndim = (3, "[N, T, C]")
 
@@ -124,12 +127,12 @@ class Recurrent(Layer):
 
     # ---- weights --------------------------------------------------------------------------------------
     def build(self, input_shape):
-        C, H, G = input_shape[-1], self.units, self.gates
+        C, H, G, P = input_shape[-1], self.units, self.gates, self._state_sizes[0]
         if C is None:
             raise ValueError(f"x: layer {self.name!r} needs a known feature size, got input shape {input_shape}")
         dt = self.dtype
         self._add_weight("W_ih", self.kernel_initializer((C, G * H), dt, fan=H).T)
-        self._add_weight("W_hh", self.recurrent_initializer((H, G * H), dt, fan=H).T)
+        self._add_weight("W_hh", self.recurrent_initializer((P, G * H), dt, fan=H).T)
         if self.use_bias:
             bias = np.array(self.bias_initializer((G * H,), dt, fan=H), dtype=dt)
             if getattr(self, "unit_forget_bias", False):
@@ -141,8 +144,15 @@ class Recurrent(Layer):
                 self._add_weight("bias", bias)
         if self.use_peepholes:
             self._add_weight("peepholes", np.zeros(3 * H, dt))
+        if self.proj_size:
+            self._add_weight("W_hr", self.kernel_initializer((H, P), dt, fan=H).T)
         self._zero_bias = np.zeros(G * H, dt)
         self.built = True
+
+    @property
+    def _state_sizes(self):
+        """The sizes of the states: [H] (LSTM [H, H]; with proj_size P [P, H]); the output has the first."""
+        return [self.proj_size or self.units, self.units][:self.n_states]
 
     @property
     def two_biases(self):
@@ -164,7 +174,9 @@ class Recurrent(Layer):
         if chosen != [default for _, default, _ in spec.activations]:
             options["activations"] = chosen
         if self.use_peepholes:
-            options["peepholes"] = self.weights[-1]
+            options["peepholes"] = self.weights[self.weight_names.index("peepholes")]
+        if self.proj_size:
+            options["W_hr"] = self.weights[self.weight_names.index("W_hr")]
         return options
 
     # ---- forward and backward ------------------------------------------------------------------------
@@ -176,7 +188,7 @@ class Recurrent(Layer):
         x, lengths, offsets = sequence_batch(self, x, mask, leading=True)
         N, T, C = x.shape
         in_mask = dropout_mask((N, 1, C), self.dropout, self.dtype) if training and self.dropout else None
-        rec_mask = dropout_mask((N, self.units), self.recurrent_dropout, self.dtype) \
+        rec_mask = dropout_mask((N, self._state_sizes[0]), self.recurrent_dropout, self.dtype) \
             if training and self.recurrent_dropout else None
         states0 = self._initial_states(initial_state, N)
 
@@ -247,9 +259,9 @@ class Recurrent(Layer):
             raise ValueError(f"initial_state: layer {self.name!r} takes {self.n_states} state array(s), "
                              f"got {len(states)}")
         states = [as_float_array(s, self.dtype, "initial_state") for s in states]
-        for s in states:
-            if s.shape != (N, self.units):
-                raise ValueError(f"initial_state: expected arrays of shape [N, H] = [{N}, {self.units}], got {s.shape}")
+        for s, size in zip(states, self._state_sizes):
+            if s.shape != (N, size):
+                raise ValueError(f"initial_state: expected arrays of shape [N, H] = [{N}, {size}], got {s.shape}")
         return states
 
     def backward(self, dout):
@@ -289,8 +301,8 @@ class Recurrent(Layer):
         if in_mask is not None:
             dx = dx * in_mask
         self.state_grads = list(out[1:1 + self.n_states])
-        dW_ih, dW_hh, db_ih, db_hh, *dpeepholes = out[1 + self.n_states:]
-        self.grads = [dW_ih, dW_hh] + ([db_ih, db_hh] if self.two_biases else [db_ih]) * self.use_bias + dpeepholes
+        dW_ih, dW_hh, db_ih, db_hh, *dextra = out[1 + self.n_states:]  # then dpeepholes, dW_hr when present
+        self.grads = [dW_ih, dW_hh] + ([db_ih, db_hh] if self.two_biases else [db_ih]) * self.use_bias + dextra
         return dx
 
     def reset_states(self, states=None):
@@ -303,8 +315,9 @@ class Recurrent(Layer):
     # ---- shapes, masks, config ------------------------------------------------------------------------
     def compute_output_shape(self, input_shape):
         N, T = input_shape[0], input_shape[1]
-        output = (N, T, self.units) if self.return_sequences else (N, self.units)
-        return [output] + [(N, self.units)] * self.n_states if self.return_state else output
+        P = self._state_sizes[0]
+        output = (N, T, P) if self.return_sequences else (N, P)
+        return [output] + [(N, size) for size in self._state_sizes] if self.return_state else output
 
     def compute_mask(self, x, mask=None):
         if not self.return_sequences:
@@ -337,16 +350,20 @@ class LSTM(Recurrent):
     """LSTM (gates i, f, g, o); ``unit_forget_bias`` starts the forget gate's ``b_ih`` block at 1 (Keras);
     ``use_peepholes`` adds ``peepholes: [3H]`` (i, f, o)."""
 
-    cell, gates, n_states, options = "lstm", 4, 2, ("unit_forget_bias", "use_peepholes")
+    cell, gates, n_states, options = "lstm", 4, 2, ("unit_forget_bias", "use_peepholes", "proj_size")
 
-    def __init__(self, units, unit_forget_bias=True, use_peepholes=False, **kwargs):
+    def __init__(self, units, unit_forget_bias=True, use_peepholes=False, proj_size=None, **kwargs):
         self.unit_forget_bias = bool(unit_forget_bias)
         self.use_peepholes = bool(use_peepholes)
+        if proj_size is not None and (isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer))
+                                      or proj_size < 1):
+            raise ValueError(f"proj_size: expected a positive integer or None, got {proj_size!r}")
+        self.proj_size = None if proj_size is None else int(proj_size)
         super().__init__(units, **kwargs)
 
     def _kernel_options(self):
         options = super()._kernel_options()
-        options.pop("use_peepholes")
+        options.pop("use_peepholes"), options.pop("proj_size")
         return options
 
 
