@@ -42,6 +42,7 @@ PYBIND11_MODULE(RNNKIT_MODULE_NAME, m) {
   rnnkit::bind::bind_rbm(m);
   rnnkit::bind::bind_jordan(m);
 
+  rnnkit::start_threads(rnnkit::get_num_threads());  // the team's threads exist before the first call
   m.def("get_num_threads", &rnnkit::get_num_threads, "Threads the kernels use.");
   m.def(
       "release_memory",

@@ -46,7 +46,12 @@ inline std::atomic<int>& thread_setting() {
 // runtimes fail to start thousands (GNU OpenMP ends the process).
 constexpr int max_threads = 256;
 inline int get_num_threads() { return thread_setting().load(); }
-inline void set_num_threads(int n) { thread_setting().store(std::clamp(n, 1, max_threads)); }
+
+inline void start_threads(int n);  // below parallel()
+inline void set_num_threads(int n) {
+  thread_setting().store(std::clamp(n, 1, max_threads));
+  start_threads(thread_setting().load());
+}
 
 inline bool have_openmp() {
 #ifdef _OPENMP
@@ -235,6 +240,14 @@ inline void parallel(int nt, F&& body) {
   }
 #endif
   body(0, 1);
+}
+
+// Has the OpenMP runtime create the threads of a team of n now, and each of them its thread-local seat (the
+// runtime keeps its threads for later teams), so that a kernel call on this thread does not have to: GNU OpenMP
+// ends the process when it cannot create a thread, and the C library when it cannot allocate a thread's
+// thread-local data, say under an address-space limit that the call's own buffers brought close.
+inline void start_threads(int n) {
+  parallel(n, [](int, int) {});
 }
 
 // Called by every thread of the team that parallel() started.
