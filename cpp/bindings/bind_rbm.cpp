@@ -200,9 +200,11 @@ void bind_rbm(py::module_& m) {
           const auto* pu0 = optional<S>(u0, "u0", {N, U}, "[N, U]");
           auto u = empty<S>({T, N, U}), u_prev = empty<S>({T, N, U});
           S *o1 = mut(u), *o2 = mut(u_prev);
+          const Scratch<S> work(static_cast<size_t>((T + 1) * N * U));  // the RNN's gates [T, N, U], u_n [N, U]
           {
             py::gil_scoped_release release;
-            rbm::rnn_states(T, N, C, U, px, pvu, puu, pbu, pu0, o1, o2, get_num_threads());
+            rbm::rnn_states(T, N, C, U, px, pvu, puu, pbu, pu0, o1, o2, work.data(), work.data() + T * N * U,
+                            get_num_threads());
           }
           return py::make_tuple(u, u_prev);
         });

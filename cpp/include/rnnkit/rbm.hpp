@@ -10,6 +10,12 @@
 //   W_uu [U, U], W_vu [U, C], b_u [U]     u_t = tanh(b_u + W_uu u_{t-1} + W_vu x_t)
 // Every RBM kernel takes per-frame biases b_v [M, V], b_h [M, H].
 //
+// The RNN is rnn.hpp's Elman cell (W_ih = W_vu, W_hh = W_uu, b_ih = b_u, b_hh = 0) on sequence.hpp's time loop,
+// forward and backward, whenever its input x is known before the loop (rnn_states, cost_backward). Generation
+// steps it itself: there the input of step t is v_t, sampled from the RBM whose biases come from u_{t-1}, so
+// no step's input exists before the previous step has run, while the shared loop projects every step's input
+// first.
+//
 // Energy and free energy of one frame:
 //   E(v, h) = -b_v . v - b_h . h - h . W v
 //   F(v)    = -b_v . v - sum_j softplus(b_h,j + W_j . v)
@@ -28,6 +34,8 @@
 #include <vector>
 
 #include "rnnkit/activations.hpp"
+#include "rnnkit/rnn.hpp"
+#include "rnnkit/sequence.hpp"
 #include "rnnkit/shapes.hpp"
 #include "rnnkit/threads.hpp"
 #include "rnnkit/tuning.hpp"
@@ -311,29 +319,15 @@ void ais(Index M, Index V, Index H, const S* W, const S* bv, const S* bh, Index 
 // ---------------------------------------------------------------- the RNN
 
 // u [T, N, U]: u_t = tanh(b_u + W_uu u_{t-1} + W_vu x_t); u_prev [T, N, U]: u_{t-1} (u0 or zeros at t = 0).
+// An Elman RNN (rnn.hpp) with W_ih = W_vu, W_hh = W_uu, b_ih = b_u, b_hh = 0, run by the shared time loop;
+// `gates` [T, N, U] is its working buffer, u_n [N, U] the last state.
 template <class S>
 void rnn_states(Index T, Index N, Index C, Index U, const S* x, const S* W_vu, const S* W_uu, const S* b_u,
-                const S* u0, S* u, S* u_prev, int nt) {
-  const Index M = T * N;
-  nt = threads_for(2.0 * M * U * (C + U), nt);
-  // a_t = W_vu x_t + b_u for every frame, before the loop
-  project(M, C, U, x, W_vu, b_u, u, nt);
-  for_blocks(N, tuning::rbm_row_block, nt, [&](Index n0, Index n1) {
-    const Index nb = n1 - n0;
-    for (Index t = 0; t < T; ++t) {
-      auto up = view(u_prev + (t * N + n0) * U, nb, U);
-      if (t > 0)
-        up = view(u + ((t - 1) * N + n0) * U, nb, U);
-      else if (u0)
-        up = view(u0 + n0 * U, nb, U);
-      else
-        up.setZero();
-      // u_t = tanh(a_t + W_uu u_{t-1})
-      auto ut = view(u + (t * N + n0) * U, nb, U);
-      ut.noalias() += up * view(W_uu, U, U).transpose();
-      tanh_inplace(ut);
-    }
-  });
+                const S* u0, S* u, S* u_prev, S* gates, S* u_n, int nt) {
+  const std::vector<S> zero(static_cast<size_t>(U), S(0));
+  ForwardBuffers<S> b{};
+  b.x = x, b.h0 = u0, b.y = u, b.h_n = u_n, b.h_prev = u_prev, b.gates = gates;
+  forward(RnnCell{}, Dims{T, N, C, U}, Weights<S>{W_vu, W_uu, b_u, zero.data()}, b, nt);
 }
 
 template <class S>
@@ -367,8 +361,8 @@ S cost_backward(const Sizes& d, const Params<S>& p, const S* x, const S* v, cons
   const Index T = d.T, N = d.N, C = d.C, V = d.V, H = d.H, U = d.U, M = T * N;
   const int nt = threads_for(8.0 * M * (V * H + U * (U + V + H + C)), nt_requested);
   std::vector<S> u(M * U), u_prev(M * U), bv(M * V), bh(M * H), pp(M * H), pn(M * H), dbv(M * V), dbh(M * H),
-      fcost(M, S(0));
-  rnn_states(T, N, C, U, x, p.W_vu, p.W_uu, p.b_u, u0, u.data(), u_prev.data(), nt);
+      fcost(M, S(0)), u_n(N * U), da(M * U);
+  rnn_states(T, N, C, U, x, p.W_vu, p.W_uu, p.b_u, u0, u.data(), u_prev.data(), da.data(), u_n.data(), nt);
   // b_v(t) = b_v + W_uv u_{t-1};  b_h(t) = b_h + W_uh u_{t-1}
   project(M, U, V, u_prev.data(), p.W_uv, p.b_v, bv.data(), nt);
   project(M, U, H, u_prev.data(), p.W_uh, p.b_h, bh.data(), nt);
@@ -421,29 +415,24 @@ S cost_backward(const Sizes& d, const Params<S>& p, const S* x, const S* v, cons
     std::fill(g.b_u, g.b_u + U, S(0));
     return cost;
   }
-  // the bias gradients reaching u_{t-1}: du_prev(t) = W_uv^T db_v(t) + W_uh^T db_h(t)
-  std::vector<S> du_prev(M * U), da(M * U);
+  // the bias gradients reaching u_{t-1}: du_prev(t) = W_uv^T db_v(t) + W_uh^T db_h(t), and zeros after the
+  // last step: the gradient reaching u_t from the frame after it is du_prev(t + 1)
+  std::vector<S> du_prev((M + N) * U, S(0));
   for_blocks(M, tuning::rbm_frame_block, nt, [&](Index f0, Index f1) {
     auto o = view(du_prev.data() + f0 * U, f1 - f0, U);
     o.noalias() = view(dbv.data() + f0 * V, f1 - f0, V) * view(p.W_uv, V, U);
     o.noalias() += view(dbh.data() + f0 * H, f1 - f0, H) * view(p.W_uh, H, U);
   });
-  // BPTT: g_t = dcost/du_t = du_prev(t+1) + W_uu^T da_{t+1} (zero at t = T-1);  da_t = g_t (1 - u_t^2)
-  for_blocks(N, tuning::rbm_row_block, nt, [&](Index n0, Index n1) {
-    const Index nb = n1 - n0;
-    Matrix<S> gt = Matrix<S>::Zero(nb, U);
-    for (Index t = T - 1; t >= 0; --t) {
-      const Index o = (t * N + n0) * U;
-      view(da.data() + o, nb, U).array() = gt.array() * dtanh(view(u.data() + o, nb, U).array());
-      if (t == 0) break;
-      gt = view(du_prev.data() + o, nb, U);
-      gt.noalias() += view(da.data() + o, nb, U) * view(p.W_uu, U, U);
-    }
-  });
-  // dW_uu = sum_t da_t u_{t-1}^T;  dW_vu = sum_t da_t x_t^T;  db_u = sum_t da_t
-  gemm_tn(M, U, U, da.data(), u_prev.data(), g.W_uu, false, nt);
-  gemm_tn(M, U, C, da.data(), x, g.W_vu, false, nt);
-  column_sums(M, U, da.data(), g.b_u);
+  // BPTT through the RNN (rnn_states' Elman RNN, the shared time loop's backward):
+  //   g_t = dcost/du_t = du_prev(t+1) + W_uu^T da_{t+1} (zero at t = T-1);  da_t = g_t (1 - u_t^2)
+  //   dW_uu = sum_t da_t u_{t-1}^T;  dW_vu = sum_t da_t x_t^T;  db_u = sum_t da_t   (dx, du0 and db_hh unused)
+  std::vector<S> dx(M * C), du0(N * U), db_hh(U);
+  BackwardBuffers<S> b{};
+  b.x = x, b.h_prev = u_prev.data(), b.h_last = u_n.data(), b.dy = du_prev.data() + N * U;
+  b.dx = dx.data(), b.dh0 = du0.data(), b.dW_ih = g.W_vu, b.dW_hh = g.W_uu, b.db_ih = g.b_u, b.db_hh = db_hh.data();
+  b.dgates = da.data();
+  const std::vector<S> zero(static_cast<size_t>(U), S(0));
+  backward(RnnCell{}, Dims{T, N, C, U}, Weights<S>{p.W_vu, p.W_uu, p.b_u, zero.data()}, b, nt);
   return cost;
 }
 
