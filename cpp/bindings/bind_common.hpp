@@ -19,6 +19,7 @@
 #include <utility>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "rnnkit/sequence.hpp"
@@ -515,11 +516,16 @@ py::tuple backward_typed(const Cell& cell, const py::array& x, const py::array& 
   return py::make_tuple(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh, dparams, dW_hr);
 }
 
-inline bool is_f32(const py::array& x) { return has_dtype<float>(x); }
-inline bool is_f64(const py::array& x) { return has_dtype<double>(x); }
-inline void check_float(const py::array& x) {
-  if (!is_f32(x) && !is_f64(x))
-    throw py::type_error("x: expected dtype float32 or float64, got " + std::string(py::str(x.dtype())));
+// The one dtype dispatch of the bindings: f(S{}) with S the dtype of `a`, float or double, else TypeError naming
+// `name`. Returns what f returns, as a py::object when that differs between the two (arrays of S).
+template <class F>
+auto dispatch_float(const py::array& a, const char* name, F&& f) {
+  using R32 = decltype(f(float{}));
+  using R = std::conditional_t<std::is_same_v<R32, decltype(f(double{}))>, R32, py::object>;
+  if (has_dtype<float>(a)) return R(f(float{}));
+  if (has_dtype<double>(a)) return R(f(double{}));
+  throw py::type_error(std::string(name) + ": expected dtype float32 or float64, got " +
+                       std::string(py::str(a.dtype())));
 }
 
 // Registers <name>_forward and <name>_backward for a cell; make_cell(options) builds it. The array
@@ -535,21 +541,18 @@ void bind_cell(py::module_& m, const char* name, MakeCell make_cell) {
                   py::handle h0, py::handle c0, py::handle lengths_in, py::handle recurrent_mask_in, bool reverse,
                   const py::dict& options, bool keep_cache, py::handle params_in, py::handle W_hr_in) {
         const py::array x = float_array(x_in, "x");
-        check_float(x);
-        const py::array W_ih = float_array(W_ih_in, "W_ih"), W_hh = float_array(W_hh_in, "W_hh"),
-                        b_ih = float_array(b_ih_in, "b_ih"), b_hh = float_array(b_hh_in, "b_hh");
-        const py::object lengths = int64_lengths(lengths_in),
-                         recurrent_mask = optional_float_array(recurrent_mask_in, "recurrent_mask");
-        const Cell cell = make_cell(options);
-        const py::object params = optional_float_array(params_in, cell.params_name()),
-                         W_hr = optional_float_array(W_hr_in, "W_hr");
-        auto run = [&](auto zero) {
+        return dispatch_float(x, "x", [&](auto zero) {
           using S = decltype(zero);
+          const py::array W_ih = float_array(W_ih_in, "W_ih"), W_hh = float_array(W_hh_in, "W_hh"),
+                          b_ih = float_array(b_ih_in, "b_ih"), b_hh = float_array(b_hh_in, "b_hh");
+          const py::object lengths = int64_lengths(lengths_in),
+                           recurrent_mask = optional_float_array(recurrent_mask_in, "recurrent_mask");
+          const Cell cell = make_cell(options);
+          const py::object params = optional_float_array(params_in, cell.params_name()),
+                           W_hr = optional_float_array(W_hr_in, "W_hr");
           return forward_typed<S>(cell, x, W_ih, W_hh, b_ih, b_hh, params, W_hr, optional_float_array(h0, "h0"),
-                                  optional_float_array(c0, "c0"),
-                                  lengths, recurrent_mask, reverse, keep_cache);
-        };
-        return is_f32(x) ? run(0.0f) : run(0.0);
+                                  optional_float_array(c0, "c0"), lengths, recurrent_mask, reverse, keep_cache);
+        });
       },
       arg("x"), arg("W_ih"), arg("W_hh"), arg("b_ih"), arg("b_hh"), arg("h0").none(true), arg("c0").none(true),
       arg("lengths").none(true), arg("recurrent_mask").none(true), arg("reverse"), arg("options"),
@@ -560,15 +563,13 @@ void bind_cell(py::module_& m, const char* name, MakeCell make_cell) {
                   const py::array& b_hh, const py::object& lengths, const py::object& recurrent_mask, bool reverse,
                   const py::dict& cache, py::handle dy, py::handle dh_n, py::handle dc_n, const py::dict& options,
                   const py::object& params, const py::object& W_hr) {
-        check_float(x);
-        const Cell cell = make_cell(options);
-        auto run = [&](auto zero) {
+        return dispatch_float(x, "x", [&](auto zero) {
           using S = decltype(zero);
+          const Cell cell = make_cell(options);
           return backward_typed<S>(cell, x, W_ih, W_hh, b_ih, b_hh, params, W_hr, lengths, recurrent_mask, reverse, cache,
                                    float_array(dy, "dy"), optional_float_array(dh_n, "dh_n"),
                                    optional_float_array(dc_n, "dc_n"));
-        };
-        return is_f32(x) ? run(0.0f) : run(0.0);
+        });
       },
       arg("x").noconvert(), arg("W_ih").noconvert(), arg("W_hh").noconvert(), arg("b_ih").noconvert(),
       arg("b_hh").noconvert(), arg("lengths").none(true), arg("recurrent_mask").none(true), arg("reverse"),

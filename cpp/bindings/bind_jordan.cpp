@@ -108,15 +108,16 @@ void bind_jordan(py::module_& m) {
          py::handle b_y_in, py::handle y0, py::handle lengths_in, bool reverse, const std::string& activation,
          const std::string& output_activation) {
         const py::array x = float_array(x_in, "x");
-        check_float(x);
-        const py::array W_xh = float_array(W_xh_in, "W_xh"), W_yh = float_array(W_yh_in, "W_yh"),
-                        b_h = float_array(b_h_in, "b_h"), W_hy = float_array(W_hy_in, "W_hy"),
-                        b_y = float_array(b_y_in, "b_y");
-        const py::object lengths = int64_lengths(lengths_in), y0_array = optional_float_array(y0, "y0");
-        const JordanCell cell = cell_of(activation, output_activation);
-        py::tuple out = is_f32(x) ? forward_jordan<float>(cell, x, W_xh, W_yh, b_h, W_hy, b_y, y0_array, lengths, reverse)
-                                  : forward_jordan<double>(cell, x, W_xh, W_yh, b_h, W_hy, b_y, y0_array, lengths, reverse);
-        return py::make_tuple(out[0], out[1], out[2], py::make_tuple(x, W_xh, W_yh, b_h, W_hy, b_y, lengths));
+        return dispatch_float(x, "x", [&](auto zero) {
+          using S = decltype(zero);
+          const py::array W_xh = float_array(W_xh_in, "W_xh"), W_yh = float_array(W_yh_in, "W_yh"),
+                          b_h = float_array(b_h_in, "b_h"), W_hy = float_array(W_hy_in, "W_hy"),
+                          b_y = float_array(b_y_in, "b_y");
+          const py::object lengths = int64_lengths(lengths_in), y0_array = optional_float_array(y0, "y0");
+          const JordanCell cell = cell_of(activation, output_activation);
+          py::tuple out = forward_jordan<S>(cell, x, W_xh, W_yh, b_h, W_hy, b_y, y0_array, lengths, reverse);
+          return py::make_tuple(out[0], out[1], out[2], py::make_tuple(x, W_xh, W_yh, b_h, W_hy, b_y, lengths));
+        });
       },
       arg("x"), arg("W_xh"), arg("W_yh"), arg("b_h"), arg("W_hy"), arg("b_y"), arg("y0").none(true),
       arg("lengths").none(true), arg("reverse"), arg("activation"), arg("output_activation"));
@@ -126,13 +127,13 @@ void bind_jordan(py::module_& m) {
          const py::array& W_hy, const py::array& b_y, const py::object& lengths, bool reverse,
          const std::string& activation, const std::string& output_activation, const py::dict& cache,
          py::handle dy_in, py::handle dy_n_in) {
-        check_float(x);
-        const JordanCell cell = cell_of(activation, output_activation);
-        const py::array dy = float_array(dy_in, "dy");
-        const py::object dy_n = optional_float_array(dy_n_in, "dy_n");
-        return is_f32(x)
-                   ? backward_jordan<float>(cell, x, W_xh, W_yh, b_h, W_hy, b_y, lengths, reverse, cache, dy, dy_n)
-                   : backward_jordan<double>(cell, x, W_xh, W_yh, b_h, W_hy, b_y, lengths, reverse, cache, dy, dy_n);
+        return dispatch_float(x, "x", [&](auto zero) {
+          using S = decltype(zero);
+          const JordanCell cell = cell_of(activation, output_activation);
+          const py::array dy = float_array(dy_in, "dy");
+          const py::object dy_n = optional_float_array(dy_n_in, "dy_n");
+          return backward_jordan<S>(cell, x, W_xh, W_yh, b_h, W_hy, b_y, lengths, reverse, cache, dy, dy_n);
+        });
       },
       arg("x").noconvert(), arg("W_xh").noconvert(), arg("W_yh").noconvert(), arg("b_h").noconvert(),
       arg("W_hy").noconvert(), arg("b_y").noconvert(), arg("lengths").none(true), arg("reverse"),

@@ -13,14 +13,6 @@ namespace {
 
 constexpr Index kMaxEnumerated = 30;  // 2^30 configurations per frame is already hours
 
-// Calls f(S{}) with S the dtype of `a` (float32 or float64).
-template <class F>
-py::object dispatch(const py::array& a, const char* name, F&& f) {
-  if (is_f32(a)) return py::object(f(float{}));
-  if (is_f64(a)) return py::object(f(double{}));
-  throw py::type_error(std::string(name) + ": expected dtype float32 or float64, got " + std::string(py::str(a.dtype())));
-}
-
 py::ssize_t dim(const py::array& a, const char* name, int ndim, const char* legend, int axis) {
   if (a.ndim() != ndim)
     throw py::value_error(std::string(name) + ": expected a " + std::to_string(ndim) + "-D array " + legend +
@@ -75,7 +67,7 @@ void bind_rbm(py::module_& m) {
       "rbm_free_energy",
       [](const py::array& v, const py::array& W, const py::array& b_v, const py::array& b_h) {
         const RbmDims d{dim(v, "v", 2, "[M, V]", 0), v.shape(1), dim(W, "W", 2, "[H, V]", 0)};
-        return dispatch(v, "v", [&](auto tag) {
+        return dispatch_float(v, "v", [&](auto tag) {
           using S = decltype(tag);
           const auto* pv = checked<S>(v, "v", {d.M, d.V}, "[M, V]");
           const auto p = rbm_args<S>(d, W, b_v, b_h);
@@ -97,7 +89,7 @@ void bind_rbm(py::module_& m) {
          uint64_t first_id) {
         const RbmDims d{dim(v0, "v0", 2, "[M, V]", 0), v0.shape(1), dim(W, "W", 2, "[H, V]", 0)};
         check_positive(k, "k");
-        return dispatch(v0, "v0", [&](auto tag) {
+        return dispatch_float(v0, "v0", [&](auto tag) {
           using S = decltype(tag);
           const auto* pv0 = checked<S>(v0, "v0", {d.M, d.V}, "[M, V]");
           const auto p = rbm_args<S>(d, W, b_v, b_h);
@@ -119,7 +111,7 @@ void bind_rbm(py::module_& m) {
       [](const py::array& h, const py::array& W, const py::array& b_v, uint64_t seed, uint64_t first_id) {
         const py::ssize_t M = dim(h, "h", 2, "[M, H]", 0), H = h.shape(1);
         const py::ssize_t V = dim(W, "W", 2, "[H, V]", 1);
-        return dispatch(h, "h", [&](auto tag) {
+        return dispatch_float(h, "h", [&](auto tag) {
           using S = decltype(tag);
           const auto* ph = checked<S>(h, "h", {M, H}, "[M, H]");
           const auto* pW = checked<S>(W, "W", {H, V}, "[H, V]");
@@ -141,7 +133,7 @@ void bind_rbm(py::module_& m) {
       [](const py::array& W, const py::array& b_v, const py::array& b_h) {
         const RbmDims d{dim(b_v, "b_v", 2, "[M, V]", 0), b_v.shape(1), dim(W, "W", 2, "[H, V]", 0)};
         check_enumerable(d.H, "W");
-        return dispatch(W, "W", [&](auto tag) {
+        return dispatch_float(W, "W", [&](auto tag) {
           using S = decltype(tag);
           const auto p = rbm_args<S>(d, W, b_v, b_h);
           auto logZ = py::array_t<double>(std::vector<py::ssize_t>{d.M});
@@ -168,7 +160,7 @@ void bind_rbm(py::module_& m) {
           throw py::value_error("betas: expected at least 2 values from 0.0 to 1.0");
         for (py::ssize_t b = 1; b < B; ++b)
           if (!(pb[b] >= pb[b - 1])) throw py::value_error("betas: expected a non-decreasing schedule");
-        return dispatch(W, "W", [&](auto tag) {
+        return dispatch_float(W, "W", [&](auto tag) {
           using S = decltype(tag);
           const auto p = rbm_args<S>(d, W, b_v, b_h);
           auto logw = py::array_t<double>(std::vector<py::ssize_t>{d.M, n_runs});
@@ -191,7 +183,7 @@ void bind_rbm(py::module_& m) {
          const py::object& u0) {
         const py::ssize_t T = dim(x, "x", 3, "[T, N, C]", 0), N = x.shape(1), C = x.shape(2);
         const py::ssize_t U = dim(W_uu, "W_uu", 2, "[U, U]", 0);
-        return dispatch(x, "x", [&](auto tag) {
+        return dispatch_float(x, "x", [&](auto tag) {
           using S = decltype(tag);
           const auto* px = checked<S>(x, "x", {T, N, C}, "[T, N, C]");
           const auto* pvu = checked<S>(W_vu, "W_vu", {U, C}, "[U, C]");
@@ -218,7 +210,7 @@ void bind_rbm(py::module_& m) {
       [](const py::array& u_prev, const py::array& W_u, const py::array& b) {
         const py::ssize_t M = dim(u_prev, "u_prev", 2, "[M, U]", 0), U = u_prev.shape(1);
         const py::ssize_t K = dim(W_u, "W_u", 2, "[K, U]", 0);
-        return dispatch(u_prev, "u_prev", [&](auto tag) {
+        return dispatch_float(u_prev, "u_prev", [&](auto tag) {
           using S = decltype(tag);
           const auto* pu = checked<S>(u_prev, "u_prev", {M, U}, "[M, U]");
           const auto* pW = checked<S>(W_u, "W_u", {K, U}, "[K, U]");
@@ -246,7 +238,7 @@ void bind_rbm(py::module_& m) {
         d.V = dim(v, "v", 3, "[T, N, V]", 2), d.H = dim(W, "W", 2, "[H, V]", 0);
         d.U = dim(W_uu, "W_uu", 2, "[U, U]", 0);
         const py::ssize_t T = d.T, N = d.N, V = d.V;
-        return dispatch(x, "x", [&](auto tag) {
+        return dispatch_float(x, "x", [&](auto tag) {
           using S = decltype(tag);
           const auto* px = checked<S>(x, "x", {T, N, d.C}, "[T, N, C]");
           const auto* pv = checked<S>(v, "v", {T, N, V}, "[T, N, V]");
@@ -285,7 +277,7 @@ void bind_rbm(py::module_& m) {
         rbm::Sizes d{};
         d.T = n_steps, d.N = n_sequences, d.H = dim(W, "W", 2, "[H, V]", 0), d.V = W.shape(1), d.C = d.V;
         d.U = dim(W_uu, "W_uu", 2, "[U, U]", 0);
-        return dispatch(W, "W", [&](auto tag) {
+        return dispatch_float(W, "W", [&](auto tag) {
           using S = decltype(tag);
           const auto p = rnnrbm_args<S>(d, W, b_v, b_h, W_uv, W_uh, W_uu, W_vu, b_u);
           const auto* pu0 = optional<S>(u0, "u0", {d.N, d.U}, "[N, U]");
@@ -322,7 +314,7 @@ void bind_rbm(py::module_& m) {
         const py::ssize_t M = dim(v, "v", 2, "[M, V]", 0), V = v.shape(1);
         const py::ssize_t H = dim(W, "W", 2, "[H, V]", 0), H2 = dim(W2, "W2", 2, "[H2, H]", 0);
         check_enumerable(H, "W");
-        return dispatch(v, "v", [&](auto tag) {
+        return dispatch_float(v, "v", [&](auto tag) {
           using S = decltype(tag);
           const auto* pv = checked<S>(v, "v", {M, V}, "[M, V]");
           const auto* pW = checked<S>(W, "W", {H, V}, "[H, V]");
@@ -350,7 +342,7 @@ void bind_rbm(py::module_& m) {
         const py::ssize_t M = dim(v, "v", 2, "[M, V]", 0), V = v.shape(1);
         const py::ssize_t H = dim(W, "W", 2, "[H, V]", 0), H2 = dim(W2, "W2", 2, "[H2, H]", 0);
         check_positive(n_samples, "n_samples");
-        return dispatch(v, "v", [&](auto tag) {
+        return dispatch_float(v, "v", [&](auto tag) {
           using S = decltype(tag);
           const auto* pv = checked<S>(v, "v", {M, V}, "[M, V]");
           const auto* pW = checked<S>(W, "W", {H, V}, "[H, V]");
