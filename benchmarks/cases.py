@@ -11,9 +11,10 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+from rnnkit.cells import CELLS as CELL_SPECS
 
 CELLS = ("lstm", "gru", "rnn")
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+GATES = {name: spec.G for name, spec in CELL_SPECS.items()}
 
 # (C, H, L, T, N): the training / inference grid of the performance issue
 GRID = ((64, 256, 1, 100, 32), (1, 50, 3, 50, 32), (128, 128, 2, 200, 16), (512, 1024, 1, 50, 64))

@@ -16,6 +16,7 @@ sys.path.insert(0, ROOT)
 
 from benchmarks import run as bench  # noqa: E402
 from benchmarks.timing import interleaved  # noqa: E402
+from rnnkit.cells import CELLS  # noqa: E402
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 HAVE_ORT = HAVE_TORCH and importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx")
@@ -85,7 +86,7 @@ def test_streaming_records(results):
         for q in s["peers"].values():
             assert q["median_us"] > 0 and q["rnnkit_speedup"] > 0
         # the matrix-vector floor: the step's weights [G*H, C+H] read once, as float32
-        G = {"rnn": 1, "gru": 3, "lstm": 4}[s["cell"]]
+        G = CELLS[s["cell"]].G
         assert s["weight_bytes"] == 4 * G * s["H"] * (s["C"] + s["H"])
         assert s["matvec_us"] > 0 and s["rnnkit_of_matvec"] > 0 and s["rnnkit_weight_gb_s"] > 0
         # the same step timed call by call after a pause, every peer that streams

@@ -15,9 +15,10 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import rnnkit.functional as F
 from rnnkit import convert
+from rnnkit.cells import CELLS
 
 T, N, C, H = 6, 3, 4, 5
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+GATES = {name: spec.G for name, spec in CELLS.items()}
 # float64 on both sides, the same products summed in other orders: rounding only (~1e-15 relative)
 TOL = dict(rtol=1e-10, atol=1e-12)
 

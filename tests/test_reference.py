@@ -10,10 +10,11 @@ from conftest import central_differences
 from numpy.testing import assert_allclose, assert_array_equal
 
 import rnnkit.reference as ref
+from rnnkit.cells import CELLS
 
 T, N, C, H = 4, 3, 2, 3
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru_reset_after", "gru_reset_before"]
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+GATES = {name: spec.G for name, spec in CELLS.items()}
 
 # Central differences with eps = 1e-6 in float64: truncation error ~ eps^2 * |L'''| ~ 1e-12 and rounding error
 # ~ 1e-16 * |L| / eps ~ 1e-10, so the numeric gradient is good to ~1e-9 absolute. Agreement to rtol 1e-6 /

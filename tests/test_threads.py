@@ -19,9 +19,10 @@ from conftest import rnnkit_threads
 import rnnkit
 import rnnkit.functional as F
 from rnnkit import _isa
+from rnnkit.cells import CELLS
 
 THREADS = (1, 2, 3, 8)
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+GATES = {name: spec.G for name, spec in CELLS.items()}
 
 
 def _case(seed, cell=None, T=None, N=None, C=None, H=None):

@@ -75,7 +75,8 @@ def _rate(name, value):
 
 
 class Recurrent(Layer):
-    """Shared machinery of the recurrent layers; a subclass names its ``cell`` and ``gates``.
+    """Shared machinery of the recurrent layers; a subclass names its ``cell`` (its gates and states are
+    ``rnnkit.cells``').
 
     x: [N, T, C]; mask: [N, T] right-padded or None; initial_state: list of [N, H] arrays (h, and c for LSTM).
     ``stateful=True`` keeps the final states of each call as the next call's initial states (the gradient is
@@ -83,8 +84,6 @@ class Recurrent(Layer):
     """
 
     cell = None  # "rnn" | "lstm" | "gru": the functional kernel pair (rnnkit.cells names its facts)
-    gates = 1  # G
-    n_states = 1  # 2 for LSTM (h, c)
     options = ()  # names of constructor arguments passed on to the kernels and kept in the config
     use_peepholes = False
     proj_size = None
@@ -148,6 +147,16 @@ class Recurrent(Layer):
             self._add_weight("W_hr", self.kernel_initializer((H, P), dt, fan=H).T)
         self._zero_bias = np.zeros(G * H, dt)
         self.built = True
+
+    @property
+    def gates(self):
+        """G, the cell's gate blocks."""
+        return CELLS[self.cell].G
+
+    @property
+    def n_states(self):
+        """The states a sequence carries: 1 (h), LSTM 2 (h, c)."""
+        return len(CELLS[self.cell].states)
 
     @property
     def _state_sizes(self):
@@ -340,7 +349,7 @@ class Recurrent(Layer):
 class SimpleRNN(Recurrent):
     """Elman RNN: ``h_t = activation(W_ih x_t + b_ih + W_hh h_prev + b_hh)``."""
 
-    cell, gates = "rnn", 1
+    cell = "rnn"
 
     def __init__(self, units, activation="tanh", **kwargs):
         super().__init__(units, activation=activation, **kwargs)
@@ -350,7 +359,7 @@ class LSTM(Recurrent):
     """LSTM (gates i, f, g, o); ``unit_forget_bias`` starts the forget gate's ``b_ih`` block at 1 (Keras);
     ``use_peepholes`` adds ``peepholes: [3H]`` (i, f, o)."""
 
-    cell, gates, n_states, options = "lstm", 4, 2, ("unit_forget_bias", "use_peepholes", "proj_size")
+    cell, options = "lstm", ("unit_forget_bias", "use_peepholes", "proj_size")
 
     def __init__(self, units, unit_forget_bias=True, use_peepholes=False, proj_size=None, **kwargs):
         self.unit_forget_bias = bool(unit_forget_bias)
@@ -370,7 +379,7 @@ class LSTM(Recurrent):
 class GRU(Recurrent):
     """GRU (gates r, z, n); ``reset_after=True`` (Keras 3 and PyTorch) applies r after the W_hn product."""
 
-    cell, gates, options = "gru", 3, ("reset_after",)
+    cell, options = "gru", ("reset_after",)
 
     def __init__(self, units, reset_after=True, **kwargs):
         self.reset_after = bool(reset_after)

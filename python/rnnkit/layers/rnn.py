@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
+from ..cells import CELLS
 from ..engine.functional import flatten
 from ..engine.tape import value_of
 from .base import Layer, weights_from
@@ -34,8 +35,11 @@ class _KernelCell(Layer):
     """A built-in cell: the configuration of its sequence layer (``layer_class``) and that layer's weights."""
 
     layer_class = None
-    n_states = 1
     _transient = Layer._transient
+
+    @property
+    def n_states(self):
+        return len(CELLS[self.layer_class.cell].states)
 
     def __init__(self, units, **options):
         layer_keys = {"name", "dtype", "trainable"}
@@ -97,7 +101,6 @@ class LSTMCell(_KernelCell):
     """One step of LSTM (gates i, f, g, o); states [h, c]."""
 
     layer_class = LSTM
-    n_states = 2
 
 
 class GRUCell(_KernelCell):
