@@ -186,7 +186,8 @@ def test_bidirectional(rng, cell, merge_mode, return_sequences, masked):
 
 @pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "no_bias"])
 @pytest.mark.parametrize("rank", [2, 3])
-@pytest.mark.parametrize("activation", [None, "linear", "relu", "tanh", "sigmoid", "softmax", "softplus", "elu"])
+@pytest.mark.parametrize("activation", [None, "linear", "relu", "tanh", "sigmoid", "softmax", "softplus", "elu",
+                                        "softsign", "selu", "hard_sigmoid", "leaky_relu"])
 def test_dense(rng, activation, rank, use_bias):
     shape = (N, C) if rank == 2 else (N, T, C)
     ours = rl.Dense(H, activation=activation, use_bias=use_bias)

@@ -9,6 +9,7 @@ import operator
 
 import numpy as np
 
+from .. import activations as _activations
 from .. import initializers
 from ..engine.functional import flatten, pack_like
 from ..engine.tape import value_of
@@ -19,26 +20,19 @@ __all__ = ["InputLayer", "Dense", "Embedding", "Masking", "Dropout", "Activation
            "cast_inputs"]
 
 
-def _sigmoid(z):
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
-
-
 def _softmax(z):
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
 
-# name -> (forward(z) -> y, backward(dy, z, y) -> dz)
-ACTIVATIONS = {
-    "linear": (lambda z: z, lambda dy, z, y: dy),
-    "relu": (lambda z: np.maximum(z, 0), lambda dy, z, y: dy * (z > 0)),
-    "tanh": (np.tanh, lambda dy, z, y: dy * (1 - y * y)),
-    "sigmoid": (_sigmoid, lambda dy, z, y: dy * y * (1 - y)),
-    "softmax": (_softmax, lambda dy, z, y: y * (dy - (dy * y).sum(axis=-1, keepdims=True))),
-    "softplus": (lambda z: np.logaddexp(0, z), lambda dy, z, y: dy * _sigmoid(z)),
-    "elu": (lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0))), lambda dy, z, y: dy * np.where(z > 0, 1, y + 1)),
-}
+def _elementwise(name):
+    triple = _activations.KERAS[name]
+    return (lambda z: _activations.forward(triple, z), lambda dy, z, y: dy * _activations.derivative(triple, y))
+
+
+# name -> (forward(z) -> y, backward(dy, z, y) -> dz): Keras' elementwise activations (rnnkit.activations), softmax
+ACTIVATIONS = {name: _elementwise(name) for name in _activations.KERAS}
+ACTIVATIONS["softmax"] = (_softmax, lambda dy, z, y: y * (dy - (dy * y).sum(axis=-1, keepdims=True)))
 
 
 def _activation(name):
