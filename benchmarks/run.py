@@ -1,6 +1,6 @@
 """rnnkit against the NumPy reference, PyTorch and ONNX Runtime, in one process.
 
-    python benchmarks/run.py [--quick] [--threads N] [--json PATH] [--only kernels,streaming,memory,model_api]
+    python benchmarks/run.py [--quick] [--threads N] [--json PATH] [--only kernels,streaming,memory,model_api,variants]
                              [--ab PATH [--ab-core DIR]]
 
 Every measurement is interleaved (round-robin over the peers within each repeat, so machine noise hits all
@@ -27,7 +27,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-SECTIONS = ("kernels", "streaming", "memory", "model_api")  # kernels: the GEMM table, inference and training
+SECTIONS = ("kernels", "streaming", "memory", "model_api", "variants")  # kernels: the GEMM table, inference and training
 
 
 def parse_args(argv=None):
@@ -79,6 +79,7 @@ if os.path.dirname(HERE) not in sys.path:
 
 from benchmarks import cases as K  # noqa: E402
 from benchmarks.model_api import KINDS as MODEL_KINDS, measure_model_api  # noqa: E402
+from benchmarks.variants import measure_variants, print_variants  # noqa: E402
 from benchmarks.peers import FunctionalPeer, available_peers, import_rnnkit, import_rnnkit_from  # noqa: E402
 from benchmarks.timing import interleaved, summary  # noqa: E402
 
@@ -110,6 +111,8 @@ class Profile:
     model_api_small: tuple = (20, 8, 32)
     model_api_repeats: int = 11
     model_api_min_time: float = 0.3
+    # the cell-variants section (benchmarks/variants.py): (T, N, C, H)
+    variants_point: tuple = (100, 32, 64, 256)
 
     def skip_reason(self, peer, mode, point):
         return self.skip.get((peer, mode, point)) or self.skip.get(("*", mode, point))
@@ -130,7 +133,7 @@ PROFILES = {
                      memory_points=((3, 4, 1, 5, 3),), memory_cells=("lstm",), cells=("gru",),
                      stream_cells=("lstm",), settle=0.0, idle_calls=2, idle_pause=0.001,
                      model_api_train=(3, 4, 2, 5), model_api_small=(4, 2, 3), model_api_repeats=3,
-                     model_api_min_time=0.0),
+                     model_api_min_time=0.0, variants_point=(3, 2, 3, 8)),
 }
 
 MODES = ("inference", "training")
@@ -704,6 +707,8 @@ def print_report(out, peer_names):
 
     if out.get("model_api"):
         print_model_api(out["model_api"])
+    if out.get("variants"):
+        print_variants(out["variants"], table)
 
     print("\n== targets ==")
     for t in out["targets"]:
@@ -798,6 +803,11 @@ def run(args):
         out["model_api"] = measure_model_api(prof)
         out["model_api"]["background_cores"] = load.cores()
         print(f"model API done ({time.perf_counter() - t_start:.0f} s)", flush=True)
+    out["variants"] = None
+    if "variants" in sections:
+        rnnkit.set_num_threads(args.threads)
+        out["variants"] = measure_variants(prof)
+        print(f"cell variants done ({time.perf_counter() - t_start:.0f} s)", flush=True)
     out["targets"] = evaluate_targets(out["results"], out["streaming"], out["memory"], prof, out["model_api"])
     out["machine"]["loadavg_end"] = list(os.getloadavg())
     out["machine"]["background_cores"] = run_load.cores()
