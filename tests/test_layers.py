@@ -469,3 +469,20 @@ def test_lstm_proj_size_shapes_and_weights():
         layer(np.zeros((2, 5, 4), np.float32), initial_state=[np.zeros((2, 8), np.float32)] * 2)
     with pytest.raises(ValueError, match="proj_size: expected a positive integer or None"):
         LSTM(4, proj_size=0)
+
+
+def test_lstm_cell_with_proj_size_in_rnn_and_stacked(rng):
+    """RNN(LSTMCell(H, proj_size=P)) is LSTM(H, proj_size=P) with the cell's weights; stacked, the next cell sees
+    P features; states [P, H]."""
+    cell = rnnkit.layers.LSTMCell(8, proj_size=3)
+    assert (cell.state_size, cell.output_size) == ([3, 8], 3)
+    rnn = rnnkit.layers.RNN(cell, return_sequences=True, return_state=True)
+    x = rng.standard_normal((2, 5, 4)).astype(np.float32)
+    y, h, c = rnn(x)
+    layer = LSTM(8, proj_size=3, return_sequences=True, return_state=True)
+    layer.ensure_built((None, 5, 4))
+    layer.set_weights(cell.get_weights())
+    for a, b in zip((y, h, c), layer(x)):
+        np.testing.assert_array_equal(a, b)
+    stacked = rnnkit.layers.RNN([rnnkit.layers.LSTMCell(8, proj_size=3), rnnkit.layers.GRUCell(5)], return_state=True)
+    assert [o.shape for o in stacked(x)] == [(2, 5), (2, 3), (2, 8), (2, 5)]

@@ -52,11 +52,12 @@ class _KernelCell(Layer):
 
     @property
     def state_size(self):
-        return self.units if self.n_states == 1 else [self.units] * self.n_states
+        sizes = self._probe._state_sizes  # [H] or [H, H]; an LSTM with proj_size P: [P, H]
+        return sizes[0] if self.n_states == 1 else list(sizes)
 
     @property
     def output_size(self):
-        return self.units
+        return self._probe._state_sizes[0]
 
     def build(self, input_shape):
         layer = self.layer_class(self.units, return_state=True, **self.options, dtype=self.dtype,
@@ -79,7 +80,7 @@ class _KernelCell(Layer):
         return layer
 
     def get_initial_state(self, batch_size=None):
-        return [np.zeros((batch_size, self.units), self.dtype) for _ in range(self.n_states)]
+        return [np.zeros((batch_size, size), self.dtype) for size in self._probe._state_sizes]
 
     def call(self, inputs, states, training=None):
         """One step: inputs: [N, C], states: [h] ([h, c] for LSTM) -> (h_t, [h_t] or [h_t, c_t])."""
@@ -204,7 +205,7 @@ class RNN(Layer):
                                             return_state=True, go_backwards=self.go_backwards,
                                             stateful=self.stateful)
                 layers.append(layer)
-                shape = (shape[0], shape[1], cell.units)
+                shape = (shape[0], shape[1], cell.output_size)
             self._sequence_layers = layers
         elif not self.cell.built:
             self.cell.build_from_shape((input_shape[0], input_shape[-1]))
