@@ -495,7 +495,9 @@ def custom_layer_then_gru(lib):
 
 
 def test_custom_layer_then_gru(rng):
-    model, kmodel = build_both(custom_layer_then_gru, rng)
+    # Keras infers the custom layer's output shape by calling it on uninitialised arrays: their garbage may be NaN
+    with np.errstate(invalid="ignore", over="ignore"):
+        model, kmodel = build_both(custom_layer_then_gru, rng)
     assert [w.shape for w in model.get_layer("tanh_dense").weights] == [(C, 5), (5,)]
     actual, expected = predict_both(model, kmodel, features(rng))
     assert actual.shape == (N, T, H)
