@@ -436,8 +436,10 @@ def test_call_takes_the_initial_state_second_as_keras(cell, rng):
     lambda: LSTM(5, proj_size=2, return_sequences=True, return_state=True, dtype="float64"),
     lambda: Bidirectional(LSTM(5, proj_size=3, use_peepholes=True, recurrent_activation="hard_sigmoid",
                                go_backwards=True, dtype="float64")),
+    lambda: GRU(4, clip=0.7, return_sequences=True, dtype="float64"),
+    lambda: LSTM(4, clip=0.5, use_peepholes=True, activation="relu", dtype="float64"),
 ], ids=["lstm_peepholes", "lstm_peepholes_softsign_hard_sigmoid", "gru_elu_softplus", "rnn_selu", "bidirectional",
-        "lstm_proj_states", "bidirectional_proj_peepholes"])
+        "lstm_proj_states", "bidirectional_proj_peepholes", "gru_clip", "lstm_clip_peepholes_relu"])
 def test_layer_variants_gradients_and_saving(rng, make, tmp_path):
     """Activations and peepholes in the layers: every weight's gradient (the peepholes' included) against central
     differences, through a mask; the model saves and loads to the same outputs."""
@@ -456,6 +458,24 @@ def test_layer_variants_gradients_and_saving(rng, make, tmp_path):
     model.save(path)
     for a, b in zip(flatten(rnnkit.models.load_model(path).predict(x, verbose=0)), flatten(model.predict(x, verbose=0))):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cell, name", [(SimpleRNN, "rnn"), (LSTM, "lstm"), (GRU, "gru")])
+def test_layer_clip_is_the_kernels_clip(rng, cell, name):
+    """clip=c in a layer runs the kernels with ONNX's clip (every gate's pre-activation in [-c, c]): the layer's
+    output is the kernel's with clip, not the one without; the config keeps it, and only when set."""
+    layer = cell(4, clip=0.3, return_sequences=True, dtype="float64")
+    x = 3.0 * rng.standard_normal((2, 5, 3))
+    y = layer(x)
+    W_ih, W_hh, b_ih, b_hh = layer._kernel_weights()
+    forward = getattr(rnnkit.functional, f"{name}_forward")
+    xt = np.ascontiguousarray(x.transpose(1, 0, 2))
+    np.testing.assert_allclose(y, forward(xt, W_ih, W_hh, b_ih, b_hh, clip=0.3)[0].transpose(1, 0, 2), rtol=1e-12)
+    assert not np.allclose(y, forward(xt, W_ih, W_hh, b_ih, b_hh)[0].transpose(1, 0, 2))
+    assert layer.get_config()["clip"] == 0.3 and "clip" not in cell(4).get_config()
+    assert type(layer).from_config(layer.get_config()).clip == 0.3
+    with pytest.raises(ValueError, match="clip: expected a positive finite number or None"):
+        cell(4, clip=0)
 
 
 def test_lstm_proj_size_shapes_and_weights():

@@ -24,7 +24,8 @@ None for linear, or a function with one of those names). The defaults run the ke
 element by element. ``LSTM(use_peepholes=True)`` adds the peephole weights ``peepholes: [3H]`` (gates i, f, o,
 started at zero: ONNX's ``P``), which let the gates see the cell state. ``LSTM(proj_size=P)`` (PyTorch's) projects
 the output: ``h_t = W_hr (o * tanh(c_t))`` with ``W_hr: [P, H]`` (the last weight), so outputs and ``h`` have P
-values, ``c`` keeps H, and ``W_hh`` is ``[4H, P]``.
+values, ``c`` keeps H, and ``W_hh`` is ``[4H, P]``. ``clip`` (ONNX's, not a Keras argument) clips every gate's
+pre-activation to ``[-clip, clip]``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 from .. import activations as _activations
 from .. import functional, initializers
 from .. import random as _random
-from ..cells import CELLS
+from ..cells import CELLS, cell_options
 from .base import Layer, as_float_array, backward_possible, get_initializer, sequence_batch, shift_steps
 
 __all__ = ["Recurrent", "SimpleRNN", "LSTM", "GRU", "dropout_mask", "reverse_steps", "carried_steps"]
@@ -93,9 +94,11 @@ class Recurrent(Layer):
     def __init__(self, units, return_sequences=False, return_state=False, go_backwards=False, stateful=False,
                  dropout=0.0, recurrent_dropout=0.0, use_bias=True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros", activation="tanh",
-                 recurrent_activation="sigmoid", **kwargs):
+                 recurrent_activation="sigmoid", clip=None, **kwargs):
         super().__init__(**kwargs)
         self._set_activations(activation=activation, recurrent_activation=recurrent_activation)
+        # ONNX's clip: every gate's pre-activation clipped to [-clip, clip] (ValueError naming it otherwise)
+        self.clip = cell_options(self.cell, clip=clip).get("clip")
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"units: expected a positive integer, got {units!r}")
         self.units = int(units)
@@ -182,6 +185,8 @@ class Recurrent(Layer):
         chosen = [roles[role] for role, _, _ in spec.activations]
         if chosen != [default for _, default, _ in spec.activations]:
             options["activations"] = chosen
+        if self.clip is not None:
+            options["clip"] = self.clip
         if self.use_peepholes:
             options["peepholes"] = self.weights[self.weight_names.index("peepholes")]
         if self.proj_size:
@@ -343,6 +348,8 @@ class Recurrent(Layer):
                       bias_initializer=initializers.serialize(self.bias_initializer))
         config.update({name: getattr(self, name) for name in self.options})
         config.update({argument: getattr(self, argument) for argument in CELLS[self.cell].keras_activations})
+        if self.clip is not None:  # not a Keras argument: in the config only when set
+            config["clip"] = self.clip
         return config
 
 
