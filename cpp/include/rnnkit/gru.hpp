@@ -65,31 +65,53 @@ struct GruCell {
       return;
     }
     // reset gate before the product: aux = r * h_rec, then n once every unit's aux is known
-    s.rows([this](auto& r) {
-      using S = std::decay_t<decltype(*r.h_t)>;
-      const Index w = r.w;
-      for (int k = 0; k < 2; ++k) {
-        auto a = view(r.gates + k * r.gs, 1, w);
-        a += view(r.rec + k * r.ws, 1, w);
-        if (fast())
-          sigmoid_inplace(a);
-        else
+    if (fast()) {
+      s.rows([](auto& r) {
+        namespace ei = Eigen::internal;
+        auto* a = r.gates;
+        const auto* q = r.rec;
+        // in: pre-activations r z, their W_h products, h_rec; out: r z, aux
+        detail::packets<5, 3>(r.w, {a, a + r.gs, q, q + r.ws, r.h_rec}, {a, a + r.gs, r.aux},
+                              [](const auto* x, auto* y) {
+                                // [r, z] = sigmoid(...); aux = r * h_rec
+                                y[0] = detail::psigmoid(ei::padd(x[0], x[2]));
+                                y[1] = detail::psigmoid(ei::padd(x[1], x[3]));
+                                y[2] = ei::pmul(y[0], x[4]);
+                              });
+      });
+    } else {
+      s.rows([this](auto& r) {
+        using S = std::decay_t<decltype(*r.h_t)>;
+        const Index w = r.w;
+        for (int k = 0; k < 2; ++k) {
+          view(r.gates + k * r.gs, 1, w) += view(r.rec + k * r.ws, 1, w);
           f.of<S>().forward(r.gates + k * r.gs, w);
-      }
-      view(r.aux, 1, w).array() = view(r.gates, 1, w).array() * view(r.h_rec, 1, w).array();
-    });
+        }
+        view(r.aux, 1, w).array() = view(r.gates, 1, w).array() * view(r.h_rec, 1, w).array();
+      });
+    }
     s.sync();
     // n = tanh(W_in x_t + b_in + W_hn aux + b_hn); h_t = (1 - z) * n + z * h_prev
     s.product(s.aux_rows, s.H, 2, 3);
+    if (fast()) {
+      s.rows([](auto& r) {
+        namespace ei = Eigen::internal;
+        auto* n = r.gates + 2 * r.gs;
+        // in: n's pre-activation, its W_hn product, z, h_prev; out: n, h_t
+        detail::packets<4, 2>(r.w, {n, r.rec + 2 * r.ws, r.gates + r.gs, r.h_prev}, {n, r.h_t},
+                              [](const auto* x, auto* y) {
+                                y[0] = detail::ptanh(ei::padd(x[0], x[1]));
+                                y[1] = ei::padd(y[0], ei::pmul(x[2], ei::psub(x[3], y[0])));
+                              });
+      });
+      return;
+    }
     s.rows([this](auto& r) {
       using S = std::decay_t<decltype(*r.h_t)>;
       const Index w = r.w;
       auto n = view(r.gates + 2 * r.gs, 1, w);
       n += view(r.rec + 2 * r.ws, 1, w);
-      if (fast())
-        tanh_inplace(n);
-      else
-        g.of<S>().forward(r.gates + 2 * r.gs, w);
+      g.of<S>().forward(r.gates + 2 * r.gs, w);
       const auto z = view(r.gates + r.gs, 1, w).array();
       view(r.h_t, 1, w).array() = n.array() + z * (view(r.h_prev, 1, w).array() - n.array());
     });
