@@ -9,7 +9,7 @@
 #include <string>
 
 #include "bindings/bind_common.hpp"
-#include "rnnkit/sequence.hpp"
+#include "rnnkit/buffers.hpp"
 #include "rnnkit/threads.hpp"
 
 namespace py = pybind11;

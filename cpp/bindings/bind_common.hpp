@@ -22,7 +22,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "rnnkit/activations.hpp"
+#include "rnnkit/buffers.hpp"
 #include "rnnkit/sequence.hpp"
+#include "rnnkit/shapes.hpp"
+#include "rnnkit/step.hpp"
+#include "rnnkit/threads.hpp"
 #include "rnnkit/tuning.hpp"
 
 namespace rnnkit::bind {

@@ -8,7 +8,9 @@
 
 #include <type_traits>
 
-#include "rnnkit/sequence.hpp"
+#include "rnnkit/activations.hpp"
+#include "rnnkit/shapes.hpp"
+#include "rnnkit/step.hpp"
 
 namespace rnnkit {
 

@@ -9,15 +9,15 @@
 //
 // Its own time loop rather than sequence.hpp's: there every cell's state has the output's size H and a
 // step is one layer of G*H gates, while a Jordan step is two layers (U hidden units feeding O outputs that
-// are the state). It keeps that loop's design and reuses its helpers: the input projection of all steps is
-// one matrix product before the loop, the weight gradients are matrix products after it, nothing is
+// are the state). It keeps that loop's design and reuses its helpers (buffers.hpp): the input projection of all
+// steps is one matrix product before the loop, the weight gradients are matrix products after it, nothing is
 // allocated inside it, and threads split the batch rows.
 #pragma once
 
 #include <vector>
 
 #include "rnnkit/activations.hpp"
-#include "rnnkit/sequence.hpp"
+#include "rnnkit/buffers.hpp"
 #include "rnnkit/shapes.hpp"
 #include "rnnkit/threads.hpp"
 #include "rnnkit/tuning.hpp"

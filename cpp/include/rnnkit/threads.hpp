@@ -261,8 +261,8 @@ inline std::atomic<bool>& split_small_calls() {
   return split;
 }
 
-// How threads share a step of the recurrence (sequence.hpp): chosen by the problem's size (0), always
-// splitting the hidden units (1) or always the batch rows (2). For tests of both paths.
+// How threads share a step of the recurrence (split_rows in buffers.hpp): chosen by the problem's size (0),
+// always splitting the hidden units (1) or always the batch rows (2). For tests of both paths.
 inline std::atomic<int>& step_split() {
   static std::atomic<int> mode{0};
   return mode;

@@ -1,7 +1,7 @@
 // Every threshold that picks a schedule, each with its reason: how many threads a call is worth, whether a
 // call packs W_hh, how threads share a step, where products are cut into blocks, and how much memory is kept
-// between calls. The headers that make these choices (sequence.hpp, threads.hpp, jordan.hpp, rbm.hpp, the
-// bindings) read them from here.
+// between calls. The headers that make these choices (buffers.hpp, sequence.hpp, threads.hpp, jordan.hpp,
+// rbm.hpp, the bindings) read them from here.
 //
 // None of them depends on the thread count: a choice that rounds differently (packing, a fused projection,
 // where a product is cut) is made from the problem's size alone, so results are the same to the bit on any
@@ -46,7 +46,7 @@ constexpr unsigned barrier_yield_every = 64;
 constexpr Index max_product_blocks = 8;
 constexpr Index product_min_rows = 32;
 
-// ---- the time loop (sequence.hpp)
+// ---- the time loop (sequence.hpp, and the choices that shape its calls in buffers.hpp)
 
 // Calls with at least this many T*N rows pack W_hh once (pack_threshold's default); shorter ones (a
 // streaming step) read it in place: packing costs a pass over W_hh that a few rows do not repay.
