@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-from conftest import central_differences, rnnkit_threads
+from helpers import central_differences, rnnkit_threads
 from numpy.testing import assert_allclose, assert_array_equal
 
 import rnnkit.activations as acts

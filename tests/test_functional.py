@@ -21,7 +21,7 @@ import pytest
 import rnnkit
 import rnnkit.functional as F
 import rnnkit.reference as ref
-from conftest import rnnkit_threads
+from helpers import rnnkit_threads
 
 
 # --------------------------------------------------------------------------------------------------

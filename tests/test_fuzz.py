@@ -51,7 +51,7 @@ from hypothesis import strategies as st
 
 import rnnkit.functional as F
 import rnnkit.reference as ref
-from conftest import rnnkit_threads
+from helpers import rnnkit_threads
 
 LONG = os.environ.get("RNNKIT_FUZZ_LONG") == "1"
 DEADLINE_MS = float(os.environ.get("RNNKIT_FUZZ_DEADLINE_MS", "5000"))

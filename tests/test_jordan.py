@@ -6,7 +6,7 @@ with dy = R, dy_n = Rn.
 
 import numpy as np
 import pytest
-from conftest import central_differences
+from helpers import central_differences
 
 import rnnkit
 import rnnkit.functional as F

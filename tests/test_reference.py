@@ -6,7 +6,7 @@ forward passes against the contract's equations, its length / direction rules an
 
 import numpy as np
 import pytest
-from conftest import central_differences
+from helpers import central_differences
 from numpy.testing import assert_allclose, assert_array_equal
 
 import rnnkit.reference as ref

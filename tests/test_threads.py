@@ -14,7 +14,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import rnnkit_threads
+from helpers import rnnkit_threads
 
 import rnnkit
 import rnnkit.functional as F
