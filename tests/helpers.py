@@ -4,9 +4,12 @@ for conftest.py, which keeps the fixtures)."""
 import contextlib
 import importlib.util
 import os
+from typing import NamedTuple
 
 import numpy as np
 import pytest
+
+from rnnkit.cells import CELLS, WEIGHTS
 
 
 def central_differences(loss, arrays, eps=1e-6, entries=None, seed=0):
@@ -128,3 +131,177 @@ def load_example(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# --------------------------------------------------------------------------------------------------
+# The cell kernels: which cell, how to call it, random problems
+# --------------------------------------------------------------------------------------------------
+
+
+class Cell(NamedTuple):
+    """A cell of the registry (``rnnkit.cells``) and the options its kernels are called with; its facts (gates,
+    states) are the registry's."""
+
+    id: str  # the test's id
+    kind: str  # the registry's name: the kernels <kind>_forward / <kind>_backward
+    options: tuple | dict = ()  # the forward's keyword options, as (name, value) pairs or a dict
+    peepholes: bool = False  # LSTM: takes peepholes [3H]
+    proj: int = 0  # LSTM: the projection's size P (W_hr [P, H]), 0 for none
+
+    @property
+    def G(self):
+        return CELLS[self.kind].G
+
+    @property
+    def states(self):
+        """("h",) or ("h", "c")."""
+        return CELLS[self.kind].states
+
+    @property
+    def has_c(self):
+        return "c" in self.states
+
+    @property
+    def initial_states(self):
+        """The forward's initial-state arguments: ("h0",) or ("h0", "c0")."""
+        return tuple(f"{s}0" for s in self.states)
+
+
+# The default cells and the flags that pick their variants (test ids rnn_tanh, ..., gru_reset_before)
+CELL_VARIANTS = (
+    Cell("rnn_tanh", "rnn", (("nonlinearity", "tanh"),)),
+    Cell("rnn_relu", "rnn", (("nonlinearity", "relu"),)),
+    Cell("lstm", "lstm"),
+    Cell("gru_reset_after", "gru", (("reset_after", True),)),
+    Cell("gru_reset_before", "gru", (("reset_after", False),)),
+)
+
+
+def input_names(cell):
+    """The forward's arrays whose gradients the backward returns, in its order."""
+    return (("x", *cell.initial_states) + WEIGHTS + (("peepholes",) if cell.peepholes else ())
+            + (("W_hr",) if cell.proj else ()))
+
+
+def grad_names(cell):
+    """The backward's results, in order: dx, dh0[, dc0], dW_ih, dW_hh, db_ih, db_hh[, dpeepholes][, dW_hr]."""
+    return tuple(f"d{name}" for name in input_names(cell))
+
+
+def forward(mod, cell, **args):
+    """mod.<cell>_forward(**args) with the cell's options (mod: rnnkit.functional or rnnkit.reference); returns
+    ({"y", "h_n"[, "c_n"]}, cache)."""
+    *outputs, cache = getattr(mod, f"{cell.kind}_forward")(**args, **dict(cell.options))
+    names = ("y", *(f"{s}_n" for s in cell.states))
+    assert len(outputs) == len(names)
+    return dict(zip(names, outputs)), cache
+
+
+def backward(mod, cell, cache, *douts, **named_douts):
+    """mod.<cell>_backward(cache, *douts, **named_douts); returns {"dx": ..., "dh0": ..., ...} (grad_names)."""
+    grads = getattr(mod, f"{cell.kind}_backward")(cache, *douts, **named_douts)
+    names = grad_names(cell)
+    assert len(grads) == len(names)
+    return dict(zip(names, grads))
+
+
+LENGTHS_KINDS = ["none", "mixed", "with_zero"]
+
+
+def make_lengths(kind, T, N, rng):
+    """None, or per-sequence lengths [N] (int64) containing a length-1 (the first), a full-length (T, the last) and
+    an in-between sequence; "with_zero" also has an empty (length-0) one, which the contract allows. ``kind`` may
+    also be a function (T, N, rng) -> lengths."""
+    if callable(kind):
+        return kind(T, N, rng)
+    if kind == "none":
+        return None
+    lengths = rng.integers(1, T + 1, size=N)
+    lengths[0] = 1
+    lengths[-1] = T
+    lengths[N // 2] = max(2, T // 2)
+    if kind == "with_zero":
+        lengths[1] = 0
+    return lengths.astype(np.int64)
+
+
+class Problem(NamedTuple):
+    inputs: dict  # forward keyword arguments (x, W_ih, W_hh, b_ih, b_hh, h0[, c0], lengths)
+    douts: dict  # backward keyword arguments (dy, dh_n[, dc_n]): the random projections R, Rh, Rc
+
+
+def make_problem(rng, cell, dtype, T, N, C, H, lengths="mixed", with_h0=True):
+    """Weights ~ U(-k, k), k = 1/sqrt(H) (PyTorch's default init range; keeps relu and long sequences bounded),
+    x and the projections ~ N(0, 1), the initial states ~ 0.5 * N(0, 1) (None without ``with_h0``), lengths by
+    make_lengths; drawn in that order."""
+    G = cell.G
+    k = 1 / np.sqrt(H)
+
+    def u(*shape):
+        return rng.uniform(-k, k, size=shape).astype(dtype)
+
+    def normal(*shape, scale=1.0):
+        return (scale * rng.standard_normal(shape)).astype(dtype)
+
+    inputs = dict(x=normal(T, N, C), W_ih=u(G * H, C), W_hh=u(G * H, H), b_ih=u(G * H), b_hh=u(G * H))
+    for name in cell.initial_states:
+        inputs[name] = normal(N, H, scale=0.5) if with_h0 else None
+    inputs["lengths"] = make_lengths(lengths, T, N, rng)
+    douts = dict(dy=normal(T, N, H))
+    for s in cell.states:
+        douts[f"d{s}_n"] = normal(N, H)
+    return Problem(inputs, douts)
+
+
+def valid_mask(lengths, T, N):
+    """[T, N] bool: step t of sequence n is valid iff t < lengths[n]."""
+    if lengths is None:
+        return np.ones((T, N), dtype=bool)
+    return np.arange(T)[:, None] < np.asarray(lengths)[None, :]
+
+
+# --------------------------------------------------------------------------------------------------
+# Comparing results
+# --------------------------------------------------------------------------------------------------
+
+# Two implementations of the same sums in other orders (one GEMM for the input projection of all steps, blocked
+# products, fused gate loops, a weight gradient summed over T*N rows at once) agree to rounding, not bitwise.
+# float64 (eps 2.2e-16): a few hundred ulps of accumulated rounding over T steps and sums of T*N terms is ~1e-13
+# relative; rtol 1e-10 leaves three orders of magnitude of room and still fails on any real error (a wrong term,
+# a wrong mask, a missed step moves results by 1e-3 or more). float32 (eps 1.2e-7): the same accumulation is
+# ~1e-6 relative; rtol 1e-5 leaves room for it.
+# atol: elements near zero by cancellation have no meaningful relative error, so an absolute tolerance is needed,
+# scaled by the array's magnitude (see assert_close): inputs, states, tanh / sigmoid outputs and the projections R
+# are O(1), so for most arrays atol is simply 1e-12 (float64) or 1e-5 (float32); weight gradients sum T*N terms
+# and can be O(10), and their absolute rounding error grows with them.
+TOL = {
+    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
+    np.dtype(np.float32): dict(rtol=1e-5, atol=1e-5),
+}
+# Thread count changes only how rows are split and how partial weight gradients are added: tighter.
+THREAD_TOL = {
+    np.dtype(np.float64): dict(rtol=1e-12, atol=1e-14),
+    np.dtype(np.float32): dict(rtol=1e-6, atol=1e-6),
+}
+
+
+def assert_close(actual, expected, what, tol=None):
+    """``actual`` is an array of ``expected``'s shape and dtype, equal to it to ``tol`` (default TOL of the dtype):
+    rtol, and atol scaled by max(1, max |expected| over its finite entries)."""
+    expected = np.asarray(expected)
+    assert isinstance(actual, np.ndarray), f"{what}: expected a numpy array, got {type(actual).__name__}"
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
+    assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype}, expected {expected.dtype}"
+    tol = TOL[expected.dtype] if tol is None else tol
+    finite = np.abs(expected[np.isfinite(expected)])
+    scale = max(1.0, float(finite.max())) if finite.size else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
+
+
+def assert_same(actual, expected, what):
+    """Equal up to a few ulps of the array's scale: the same computation, not a different one (whether repeated
+    calls are bitwise reproducible is a property of its own)."""
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype, what
+    eps = np.finfo(expected.dtype).eps
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=16 * eps, atol=16 * eps * scale, err_msg=what)
