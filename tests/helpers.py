@@ -197,12 +197,36 @@ def forward(mod, cell, **args):
     return dict(zip(names, outputs)), cache
 
 
+def forward_states(mod, cell, **args):
+    """forward's results as (y, (h_n[, c_n]), cache), for tests that treat the final states alike."""
+    out, cache = forward(mod, cell, **args)
+    y, *finals = out.values()
+    return y, tuple(finals), cache
+
+
 def backward(mod, cell, cache, *douts, **named_douts):
     """mod.<cell>_backward(cache, *douts, **named_douts); returns {"dx": ..., "dh0": ..., ...} (grad_names)."""
     grads = getattr(mod, f"{cell.kind}_backward")(cache, *douts, **named_douts)
     names = grad_names(cell)
     assert len(grads) == len(names)
     return dict(zip(names, grads))
+
+
+def random_inputs(rng, cell, T, N, C, H, dtype=np.float64, scale=0.6):
+    """The forward's arrays (no lengths) drawn in float64 in this order, then cast to dtype: x: [T, N, C]
+    ~ N(0, 1); W_ih, W_hh ~ scale * N(0, 1); b_ih, b_hh ~ 0.3 * N(0, 1); the initial states ~ 0.5 * N(0, 1);
+    the peepholes ~ 0.5 * N(0, 1), W_hr ~ scale * N(0, 1)."""
+    G, P = cell.G, cell.proj or H
+    inp = {"x": rng.standard_normal((T, N, C)), "W_ih": scale * rng.standard_normal((G * H, C)),
+           "W_hh": scale * rng.standard_normal((G * H, P)), "b_ih": 0.3 * rng.standard_normal(G * H),
+           "b_hh": 0.3 * rng.standard_normal(G * H)}
+    for s in cell.states:
+        inp[f"{s}0"] = 0.5 * rng.standard_normal((N, P if s == "h" else H))
+    if cell.peepholes:
+        inp["peepholes"] = 0.5 * rng.standard_normal(3 * H)
+    if cell.proj:
+        inp["W_hr"] = scale * rng.standard_normal((P, H))
+    return {k: a.astype(dtype) for k, a in inp.items()}
 
 
 LENGTHS_KINDS = ["none", "mixed", "with_zero"]
