@@ -7,30 +7,19 @@ Fortran-ordered arrays, other integer dtypes for lengths, T = 0, N = 0) must giv
 """
 
 import re
-from typing import NamedTuple
 
 import numpy as np
 import pytest
+from helpers import Cell, assert_same, backward, forward
 
 import rnnkit
 import rnnkit.functional as F
 import rnnkit.reference as ref
+from rnnkit.cells import WEIGHTS
 
-
-class Cell(NamedTuple):
-    id: str
-    kind: str
-    G: int
-    options: tuple
-
-    @property
-    def has_c(self):
-        return self.kind == "lstm"
-
-
-RNN = Cell("rnn", "rnn", 1, (("nonlinearity", "tanh"),))
-LSTM = Cell("lstm", "lstm", 4, ())
-GRU = Cell("gru", "gru", 3, (("reset_after", True),))
+RNN = Cell("rnn", "rnn", (("nonlinearity", "tanh"),))
+LSTM = Cell("lstm", "lstm")
+GRU = Cell("gru", "gru", (("reset_after", True),))
 CELLS = [pytest.param(c, id=c.id) for c in (RNN, LSTM, GRU)]
 
 # All different, so that a shape in a message says which dimension it is (G*H = H only for the RNN).
@@ -62,16 +51,6 @@ def make_douts(cell, dtype=np.float64, T=T, N=N, H=H, seed=1):
     if cell.has_c:
         d["dc_n"] = rng.standard_normal((N, H))
     return {k: v.astype(dtype) for k, v in d.items()}
-
-
-def forward(cell, mod=F, **inp):
-    """mod.<cell>_forward(**inp); returns (tuple of outputs without the cache, cache)."""
-    res = getattr(mod, f"{cell.kind}_forward")(**inp, **dict(cell.options))
-    return tuple(res[:-1]), res[-1]
-
-
-def backward(cell, cache, mod=F, **douts):
-    return tuple(getattr(mod, f"{cell.kind}_backward")(cache, **douts))
 
 
 def first_named_argument(message):
@@ -114,7 +93,7 @@ def test_x_wrong_rank(cell, shape):
     inp = make_inputs(cell)
     inp["x"] = np.zeros(shape)
     with pytest.raises(ValueError, match=arg_match("x")) as excinfo:
-        forward(cell, **inp)
+        forward(F, cell, **inp)
     check_message(excinfo, "x", got=shape)
 
 
@@ -145,7 +124,7 @@ def test_forward_argument_with_wrong_shape(cell):
         inp = make_inputs(cell)
         inp[name] = np.zeros(shape)
         with pytest.raises(ValueError, match=arg_match(name)) as excinfo:
-            forward(cell, **inp)
+            forward(F, cell, **inp)
         check_message(excinfo, name, got=shape, expected=expected)
 
 
@@ -159,7 +138,7 @@ def test_W_hh_wrong_shape(cell):
         inp = make_inputs(cell)
         inp["W_hh"] = np.zeros(shape)
         with pytest.raises(ValueError, match=arg_match("W_hh")) as excinfo:
-            forward(cell, **inp)
+            forward(F, cell, **inp)
         check_message(excinfo, "W_hh", got=shape)
 
 
@@ -170,7 +149,7 @@ def test_weights_of_another_hidden_size(cell):
     inp = make_inputs(cell)
     inp["W_hh"] = np.zeros((cell.G * (H + 1), H + 1))
     with pytest.raises(ValueError) as excinfo:
-        forward(cell, **inp)
+        forward(F, cell, **inp)
     assert first_named_argument(str(excinfo.value)) in ("W_ih", "W_hh", "b_ih", "b_hh", "h0", "c0")
 
 
@@ -191,12 +170,12 @@ def backward_wrong_shapes(cell):
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_backward_argument_with_wrong_shape(cell):
-    _, cache = forward(cell, **make_inputs(cell))
+    _, cache = forward(F, cell, **make_inputs(cell))
     for name, shape, expected in backward_wrong_shapes(cell):
         douts = make_douts(cell)
         douts[name] = np.zeros(shape)
         with pytest.raises(ValueError, match=arg_match(name)) as excinfo:
-            backward(cell, cache, **douts)
+            backward(F, cell, cache, **douts)
         check_message(excinfo, name, got=shape, expected=expected)
 
 
@@ -211,17 +190,17 @@ def test_x_not_float32_or_float64(cell, x_dtype):
     inp = make_inputs(cell)
     inp["x"] = np.ones((T, N, C), dtype=x_dtype)
     with pytest.raises(TypeError, match=arg_match("x")) as excinfo:
-        forward(cell, **inp)
+        forward(F, cell, **inp)
     check_message(excinfo, "x")
 
 
 def test_x_as_nested_list_is_float64():
     # "Arrays are taken with np.asarray": a list of Python floats is a float64 array.
     inp = make_inputs(RNN)
-    expected, _ = forward(RNN, **inp)
+    expected, _ = forward(F, RNN, **inp)
     inp["x"] = inp["x"].tolist()
-    got, _ = forward(RNN, **inp)
-    assert all(a.dtype == np.float64 for a in got)
+    got, _ = forward(F, RNN, **inp)
+    assert all(a.dtype == np.float64 for a in got.values())
     assert_same_results(got, expected, "x as a list")
 
 
@@ -239,7 +218,7 @@ def test_forward_argument_with_other_float_dtype(cell, x_dtype):
             continue
         inp[name] = inp[name].astype(OTHER[x_dtype])
         with pytest.raises(TypeError, match=arg_match(name)) as excinfo:
-            forward(cell, **inp)
+            forward(F, cell, **inp)
         check_message(excinfo, name)
         msg = str(excinfo.value)
         assert "float32" in msg and "float64" in msg, f"the message should say both dtypes: {msg!r}"
@@ -253,21 +232,21 @@ def test_forward_argument_with_integer_dtype(cell):
             continue
         inp[name] = np.zeros(inp[name].shape, dtype=np.int64)
         with pytest.raises(TypeError, match=arg_match(name)) as excinfo:
-            forward(cell, **inp)
+            forward(F, cell, **inp)
         check_message(excinfo, name)
 
 
 @pytest.mark.parametrize("x_dtype", [np.float32, np.float64], ids=["x_f32", "x_f64"])
 @pytest.mark.parametrize("cell", CELLS)
 def test_backward_argument_with_other_float_dtype(cell, x_dtype):
-    _, cache = forward(cell, **make_inputs(cell, x_dtype))
+    _, cache = forward(F, cell, **make_inputs(cell, x_dtype))
     for name in BACKWARD_FLOAT_ARGS:
         douts = make_douts(cell, x_dtype)
         if name not in douts:
             continue
         douts[name] = douts[name].astype(OTHER[x_dtype])
         with pytest.raises(TypeError, match=arg_match(name)) as excinfo:
-            backward(cell, cache, **douts)
+            backward(F, cell, cache, **douts)
         check_message(excinfo, name)
         msg = str(excinfo.value)
         assert "float32" in msg and "float64" in msg, f"the message should say both dtypes: {msg!r}"
@@ -302,16 +281,13 @@ def fortran(a):
 LAYOUTS = {"strided": strided, "negative_strides": negative_strides, "fortran": fortran}
 
 
-def assert_same_results(actual, expected, what):
+def assert_same_results(actual: dict, expected: dict, what):
     """The same computation on the same values. Compared to a few ulps, not bitwise: whether repeated calls
     are bitwise reproducible is a separate property (test_functional.py::test_repeated_calls_are_bitwise_
     identical), and this test is about argument handling only."""
-    assert len(actual) == len(expected)
-    for i, (a, b) in enumerate(zip(actual, expected)):
-        assert a.shape == b.shape and a.dtype == b.dtype, f"{what}: result {i}"
-        eps = np.finfo(b.dtype).eps
-        scale = max(1.0, float(np.max(np.abs(b)))) if b.size else 1.0
-        np.testing.assert_allclose(a, b, rtol=16 * eps, atol=16 * eps * scale, err_msg=f"{what}: result {i}")
+    assert actual.keys() == expected.keys()
+    for name in expected:
+        assert_same(actual[name], expected[name], f"{what}: {name}")
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
@@ -319,31 +295,31 @@ def assert_same_results(actual, expected, what):
 @pytest.mark.parametrize("cell", CELLS)
 def test_non_contiguous_arguments_give_the_same_results(cell, dtype, layout):
     inp, douts = make_inputs(cell, dtype), make_douts(cell, dtype)
-    expected_out, cache = forward(cell, **inp)
-    expected_grads = backward(cell, cache, **douts)
+    expected_out, cache = forward(F, cell, **inp)
+    expected_grads = backward(F, cell, cache, **douts)
     to_layout = LAYOUTS[layout]
 
     for name in list(inp):
         if layout == "fortran" and inp[name].ndim < 2:
             continue  # 1-D arrays are both C and Fortran ordered
         changed = dict(inp, **{name: to_layout(inp[name])})
-        out, cache = forward(cell, **changed)
-        grads = backward(cell, cache, **douts)
-        assert_same_results(out + grads, expected_out + expected_grads, f"{layout} {name}")
+        out, cache = forward(F, cell, **changed)
+        grads = backward(F, cell, cache, **douts)
+        assert_same_results({**out, **grads}, {**expected_out, **expected_grads}, f"{layout} {name}")
 
-    _, cache = forward(cell, **inp)
+    _, cache = forward(F, cell, **inp)
     for name in list(douts):
         if layout == "fortran" and douts[name].ndim < 2:
             continue
         changed = dict(douts, **{name: to_layout(douts[name])})
-        grads = backward(cell, cache, **changed)
+        grads = backward(F, cell, cache, **changed)
         assert_same_results(grads, expected_grads, f"{layout} {name}")
 
     # everything at once
-    out, cache = forward(cell, **{k: (v if layout == "fortran" and v.ndim < 2 else to_layout(v))
+    out, cache = forward(F, cell, **{k: (v if layout == "fortran" and v.ndim < 2 else to_layout(v))
                                   for k, v in inp.items()})
-    grads = backward(cell, cache, **{k: to_layout(v) for k, v in douts.items()})
-    assert_same_results(out + grads, expected_out + expected_grads, f"{layout} all arguments")
+    grads = backward(F, cell, cache, **{k: to_layout(v) for k, v in douts.items()})
+    assert_same_results({**out, **grads}, {**expected_out, **expected_grads}, f"{layout} all arguments")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -358,7 +334,7 @@ def test_lengths_out_of_range(cell, bad):
     inp = make_inputs(cell)
     inp["lengths"] = np.array(bad, dtype=np.int64)
     with pytest.raises(ValueError, match=arg_match("lengths")) as excinfo:
-        forward(cell, **inp)
+        forward(F, cell, **inp)
     check_message(excinfo, "lengths")
 
 
@@ -368,7 +344,7 @@ def test_lengths_wrong_size(cell, shape):
     inp = make_inputs(cell)
     inp["lengths"] = np.ones(shape, dtype=np.int64)
     with pytest.raises(ValueError, match=arg_match("lengths")) as excinfo:
-        forward(cell, **inp)
+        forward(F, cell, **inp)
     check_message(excinfo, "lengths", got=shape)
 
 
@@ -376,7 +352,7 @@ def test_lengths_scalar():
     inp = make_inputs(RNN)
     inp["lengths"] = np.int64(2)
     with pytest.raises(ValueError, match=arg_match("lengths")):
-        forward(RNN, **inp)
+        forward(F, RNN, **inp)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
@@ -385,7 +361,7 @@ def test_lengths_float_dtype(cell, dtype):
     inp = make_inputs(cell)
     inp["lengths"] = inp["lengths"].astype(dtype)  # integral values: still refused
     with pytest.raises(TypeError, match=arg_match("lengths")) as excinfo:
-        forward(cell, **inp)
+        forward(F, cell, **inp)
     check_message(excinfo, "lengths")
 
 
@@ -393,12 +369,12 @@ def test_lengths_float_dtype(cell, dtype):
 @pytest.mark.parametrize("cell", CELLS)
 def test_lengths_other_integer_types_accepted(cell, as_):
     inp, douts = make_inputs(cell), make_douts(cell)
-    expected_out, cache = forward(cell, **inp)
-    expected_grads = backward(cell, cache, **douts)
+    expected_out, cache = forward(F, cell, **inp)
+    expected_grads = backward(F, cell, cache, **douts)
     inp["lengths"] = inp["lengths"].tolist() if as_ == "list" else inp["lengths"].astype(as_)
-    out, cache = forward(cell, **inp)
-    grads = backward(cell, cache, **douts)
-    assert_same_results(out + grads, expected_out + expected_grads, f"lengths as {as_}")
+    out, cache = forward(F, cell, **inp)
+    grads = backward(F, cell, cache, **douts)
+    assert_same_results({**out, **grads}, {**expected_out, **expected_grads}, f"lengths as {as_}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -420,35 +396,33 @@ def test_empty_time_or_batch(cell, dtype, empty, with_states, with_lengths):
         if cell.has_c:
             inp["c0"] = None
     inp["lengths"] = np.zeros(n, dtype=np.int64) + t if with_lengths else None
-    out, cache = forward(cell, **inp)
-    y, h_n = out[0], out[1]
-    assert y.shape == (t, n, H) and y.dtype == dtype
-    states = [("h0", h_n)] + ([("c0", out[2])] if cell.has_c else [])
-    for name, final in states:
+    out, cache = forward(F, cell, **inp)
+    assert out["y"].shape == (t, n, H) and out["y"].dtype == dtype
+    for name, s in zip(cell.initial_states, cell.states):
+        final = out[f"{s}_n"]
         assert final.shape == (n, H) and final.dtype == dtype
         # h_n = h0 (or zeros): no step ran
         expected = inp[name] if inp[name] is not None else np.zeros((n, H), dtype)
         np.testing.assert_array_equal(final, expected, err_msg=name)
 
     G = cell.G
-    grad_shapes = [(t, n, C), (n, H)] + ([(n, H)] if cell.has_c else []) + [(G * H, C), (G * H, H), (G * H,),
-                                                                             (G * H,)]
+    grad_shapes = {"dx": (t, n, C), "dh0": (n, H), "dc0": (n, H), "dW_ih": (G * H, C), "dW_hh": (G * H, H),
+                   "db_ih": (G * H,), "db_hh": (G * H,)}
     douts = make_douts(cell, dtype, T=t, N=n)
     for dstates_given in (False, True):
         d = dict(douts) if dstates_given else {"dy": douts["dy"]}
-        grads = backward(cell, cache, **d)
-        assert len(grads) == len(grad_shapes)
-        for i, (g, shape) in enumerate(zip(grads, grad_shapes)):
-            assert g.shape == shape and g.dtype == dtype, f"gradient {i}: {g.shape} {g.dtype}"
+        grads = backward(F, cell, cache, **d)  # as many as grad_names(cell)
+        for name, g in grads.items():
+            assert g.shape == grad_shapes[name] and g.dtype == dtype, f"{name}: {g.shape} {g.dtype}"
         # the weights, the biases and x took no part: zero gradients
-        assert not np.any(grads[0]), "dx"
-        for g in grads[-4:]:
-            assert not np.any(g), "weight gradients must be zero"
+        assert not np.any(grads["dx"]), "dx"
+        for w in WEIGHTS:
+            assert not np.any(grads[f"d{w}"]), "weight gradients must be zero"
         # h_n = h0 (c_n = c0), so dh0 = dh_n (dc0 = dc_n): zero when dh_n (dc_n) is None
-        dstate_names = ["dh_n"] + (["dc_n"] if cell.has_c else [])
-        for i, dname in enumerate(dstate_names, start=1):
+        for s in cell.states:
+            dname = f"d{s}_n"
             expected = d[dname] if dname in d else np.zeros((n, H), dtype)
-            np.testing.assert_array_equal(grads[i], expected, err_msg=f"gradient of the initial state ({dname})")
+            np.testing.assert_array_equal(grads[f"d{s}0"], expected, err_msg=f"gradient of the initial state ({dname})")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -462,38 +436,38 @@ CELL_PAIRS = [pytest.param(a, b, id=f"{a.id}_cache_to_{b.id}") for a in (RNN, LS
 
 @pytest.mark.parametrize("made_by, cell", CELL_PAIRS)
 def test_cache_from_another_cell(cell, made_by):
-    _, cache = forward(made_by, **make_inputs(made_by))
+    _, cache = forward(F, made_by, **make_inputs(made_by))
     douts = make_douts(cell)
     with pytest.raises(TypeError, match=arg_match("cache")):
-        backward(cell, cache, **douts)
+        backward(F, cell, cache, **douts)
 
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_reference_cache_to_functional_backward(cell):
     inp, douts = make_inputs(cell), make_douts(cell)
-    _, ref_cache = forward(cell, mod=ref, **inp)
+    _, ref_cache = forward(ref, cell, **inp)
     with pytest.raises(TypeError, match=arg_match("cache")):
-        backward(cell, ref_cache, **douts)
+        backward(F, cell, ref_cache, **douts)
 
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_functional_cache_to_reference_backward(cell):
     inp, douts = make_inputs(cell), make_douts(cell)
-    _, cache = forward(cell, **inp)
+    _, cache = forward(F, cell, **inp)
     with pytest.raises(TypeError, match=arg_match("cache")):
-        backward(cell, cache, mod=ref, **douts)
+        backward(ref, cell, cache, **douts)
 
 
 @pytest.mark.parametrize("bad", [None, (), {}, "cache"], ids=["None", "tuple", "dict", "str"])
 @pytest.mark.parametrize("cell", CELLS)
 def test_cache_not_a_cache(cell, bad):
     with pytest.raises(TypeError, match=arg_match("cache")):
-        backward(cell, bad, **make_douts(cell))
+        backward(F, cell, bad, **make_douts(cell))
 
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_functional_cache_type(cell):
-    _, cache = forward(cell, **make_inputs(cell))
+    _, cache = forward(F, cell, **make_inputs(cell))
     assert isinstance(cache, F.Cache)
 
 

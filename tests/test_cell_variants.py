@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import NamedTuple
 
 import numpy as np
 import pytest
-from conftest import central_differences, rnnkit_threads
+from helpers import (Cell, assert_close, backward, central_differences, forward_states, input_names, random_inputs,
+                     rnnkit_threads)
 from numpy.testing import assert_allclose, assert_array_equal
 
 import rnnkit.activations as acts
@@ -35,22 +35,6 @@ ACTIVATIONS = [("tanh", 0.0, 0.0), ("sigmoid", 0.0, 0.0), ("relu", 0.0, 0.0), ("
                ("thresholded_relu", 0.3, 0.0), ("scaled_tanh", 1.5, 0.8)]
 
 
-class Variant(NamedTuple):
-    id: str
-    cell: str  # rnn | lstm | gru
-    kwargs: dict  # activations, clip, reset_after
-    peepholes: bool = False
-    proj: int = 0  # LSTM: the projection's size P (W_hr [P, H]), 0 for none
-
-    @property
-    def G(self):
-        return CELLS[self.cell].G
-
-    @property
-    def states(self):
-        return CELLS[self.cell].states
-
-
 def defaults(cell):
     return [acts.KERAS[d] for _, d, _ in CELLS[cell].activations]
 
@@ -64,69 +48,27 @@ def role_variants():
             for a in ACTIVATIONS:
                 chosen = defaults(cell)
                 chosen[k] = a
-                out.append(Variant(f"{tag}-{role}_{a[0]}", cell, dict(extra, activations=chosen)))
+                out.append(Cell(f"{tag}-{role}_{a[0]}", cell, dict(extra, activations=chosen)))
     return out
 
 
 SPECIAL = [
-    Variant("rnn-clip", "rnn", dict(clip=0.5)),
-    Variant("lstm-clip", "lstm", dict(clip=0.5)),
-    Variant("gru_after-clip", "gru", dict(clip=0.5, reset_after=True)),
-    Variant("gru_before-clip", "gru", dict(clip=0.5, reset_after=False)),
-    Variant("lstm-peepholes", "lstm", {}, peepholes=True),
-    Variant("lstm-peepholes_clip_hard_sigmoid_relu", "lstm",
-            dict(clip=0.6, activations=["hard_sigmoid", "relu", "softsign"]), peepholes=True),
-    Variant("gru_after-elu_softsign_clip", "gru", dict(clip=0.8, activations=["softsign", "elu"], reset_after=True)),
-    Variant("gru_before-hard_sigmoid_selu", "gru", dict(activations=["hard_sigmoid", "selu"], reset_after=False)),
-    Variant("rnn-relu_clip", "rnn", dict(activations=["relu"], clip=0.9)),
-    Variant("lstm-proj", "lstm", {}, proj=2),
-    Variant("lstm-proj_wider", "lstm", {}, proj=5),
-    Variant("lstm-proj_peepholes_softsign_clip", "lstm", dict(activations=["sigmoid", "softsign", "tanh"], clip=0.8),
-            peepholes=True, proj=2),
+    Cell("rnn-clip", "rnn", dict(clip=0.5)),
+    Cell("lstm-clip", "lstm", dict(clip=0.5)),
+    Cell("gru_after-clip", "gru", dict(clip=0.5, reset_after=True)),
+    Cell("gru_before-clip", "gru", dict(clip=0.5, reset_after=False)),
+    Cell("lstm-peepholes", "lstm", {}, peepholes=True),
+    Cell("lstm-peepholes_clip_hard_sigmoid_relu", "lstm",
+         dict(clip=0.6, activations=["hard_sigmoid", "relu", "softsign"]), peepholes=True),
+    Cell("gru_after-elu_softsign_clip", "gru", dict(clip=0.8, activations=["softsign", "elu"], reset_after=True)),
+    Cell("gru_before-hard_sigmoid_selu", "gru", dict(activations=["hard_sigmoid", "selu"], reset_after=False)),
+    Cell("rnn-relu_clip", "rnn", dict(activations=["relu"], clip=0.9)),
+    Cell("lstm-proj", "lstm", {}, proj=2),
+    Cell("lstm-proj_wider", "lstm", {}, proj=5),
+    Cell("lstm-proj_peepholes_softsign_clip", "lstm", dict(activations=["sigmoid", "softsign", "tanh"], clip=0.8),
+         peepholes=True, proj=2),
 ]
 FD_VARIANTS = role_variants() + SPECIAL
-
-
-def make_inputs(rng, v, T, N, C, H, dtype=np.float64, scale=0.6):
-    G, P = v.G, v.proj or H
-    inp = {"x": rng.standard_normal((T, N, C)), "W_ih": scale * rng.standard_normal((G * H, C)),
-           "W_hh": scale * rng.standard_normal((G * H, P)), "b_ih": 0.3 * rng.standard_normal(G * H),
-           "b_hh": 0.3 * rng.standard_normal(G * H)}
-    for s in v.states:
-        inp[f"{s}0"] = 0.5 * rng.standard_normal((N, P if s == "h" else H))
-    if v.peepholes:
-        inp["peepholes"] = 0.5 * rng.standard_normal(3 * H)
-    if v.proj:
-        inp["W_hr"] = scale * rng.standard_normal((P, H))
-    return {k: a.astype(dtype) for k, a in inp.items()}
-
-
-def grad_names(v):
-    return (("x", *(f"{s}0" for s in v.states), "W_ih", "W_hh", "b_ih", "b_hh")
-            + (("peepholes",) if v.peepholes else ()) + (("W_hr",) if v.proj else ()))
-
-
-def run_forward(mod, v, inp, lengths=None, reverse=False, return_cache=True):
-    """(y, final states, cache) of mod.<cell>_forward."""
-    kw = dict(v.kwargs, h0=inp.get("h0"), lengths=lengths, reverse=reverse, return_cache=return_cache)
-    if v.cell == "lstm":
-        if v.peepholes:
-            kw["peepholes"] = inp["peepholes"]
-        if v.proj:
-            kw["W_hr"] = inp["W_hr"]
-        y, h_n, c_n, cache = mod.lstm_forward(inp["x"], inp["W_ih"], inp["W_hh"], inp["b_ih"], inp["b_hh"],
-                                              c0=inp.get("c0"), **kw)
-        return y, (h_n, c_n), cache
-    y, h_n, cache = getattr(mod, f"{v.cell}_forward")(inp["x"], inp["W_ih"], inp["W_hh"], inp["b_ih"], inp["b_hh"],
-                                                      **kw)
-    return y, (h_n,), cache
-
-
-def run_backward(mod, v, cache, dy, dfinal):
-    grads = getattr(mod, f"{v.cell}_backward")(cache, dy, *dfinal)
-    names = grad_names(v)
-    assert len(grads) == len(names)
-    return dict(zip(names, grads))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,23 +81,24 @@ EPS, RTOL, ATOL = 1e-6, 1e-6, 1e-8  # as in test_reference.py: the numeric gradi
 
 @pytest.mark.parametrize("v", FD_VARIANTS, ids=lambda v: v.id)
 def test_reference_gradients_match_finite_differences(rng, v):
-    inp = make_inputs(rng, v, T, N, C, H)
+    inp = random_inputs(rng, v, T, N, C, H)
     lengths, reverse = np.array([T, 1, 3]), v.id.endswith(("clip", "peepholes"))
     P = v.proj or H
     R = rng.standard_normal((T, N, P))
     R_final = [rng.standard_normal((N, P if s == "h" else H)) for s in v.states]
 
     def loss():
-        y, finals, _ = run_forward(ref, v, inp, lengths, reverse)
+        y, finals, _ = forward_states(ref, v, **inp, lengths=lengths, reverse=reverse)
         return np.sum(R * y) + sum(np.sum(r * f) for r, f in zip(R_final, finals))
 
-    _, _, cache = run_forward(ref, v, inp, lengths, reverse)
-    grads = run_backward(ref, v, cache, R, R_final)
+    _, _, cache = forward_states(ref, v, **inp, lengths=lengths, reverse=reverse)
+    grads = backward(ref, v, cache, R, *R_final)
     nonzero = 0
-    for name in grad_names(v):
+    for name in input_names(v):
         numeric = central_differences(loss, [inp[name]], EPS)[0]
-        assert grads[name].shape == inp[name].shape and grads[name].dtype == np.float64, name
-        assert_allclose(grads[name], numeric, rtol=RTOL, atol=ATOL, err_msg=name)
+        grad = grads["d" + name]
+        assert grad.shape == inp[name].shape and grad.dtype == np.float64, name
+        assert_allclose(grad, numeric, rtol=RTOL, atol=ATOL, err_msg=name)
         nonzero += np.count_nonzero(numeric)
     assert nonzero > 0  # not vacuous
 
@@ -164,28 +107,29 @@ def test_reference_gradients_match_finite_differences(rng, v):
 def test_clip_stops_the_gradient_of_clipped_preactivations(rng, cell):
     """With a clip far below the pre-activations every gate saturates at its bound: the weights get no gradient
     through the gates (the LSTM's and GRU's direct paths still carry the states' gradients)."""
-    v = Variant("tiny_clip", cell, dict(clip=1e-3))
-    inp = make_inputs(rng, v, T, N, C, H, scale=5.0)
+    v = Cell("tiny_clip", cell, dict(clip=1e-3))
+    inp = random_inputs(rng, v, T, N, C, H, scale=5.0)
     inp["x"] *= 10
-    y, finals, cache = run_forward(ref, v, inp)
-    grads = run_backward(ref, v, cache, np.ones_like(y), [np.ones_like(f) for f in finals])
+    y, finals, cache = forward_states(ref, v, **inp)
+    grads = backward(ref, v, cache, np.ones_like(y), *(np.ones_like(f) for f in finals))
     a = inp["x"] @ inp["W_ih"].T  # far beyond the clip in almost every entry
     assert np.mean(np.abs(a) > 1e-3) > 0.99
-    assert np.max(np.abs(grads["W_ih"])) < 0.05 * np.max(np.abs(run_backward(
-        ref, Variant("none", cell, {}), run_forward(ref, Variant("none", cell, {}), inp)[2], np.ones_like(y),
-        [np.ones_like(f) for f in finals])["W_ih"]))
+    plain = Cell("none", cell, {})
+    _, _, plain_cache = forward_states(ref, plain, **inp)
+    plain_grads = backward(ref, plain, plain_cache, np.ones_like(y), *(np.ones_like(f) for f in finals))
+    assert np.max(np.abs(grads["dW_ih"])) < 0.05 * np.max(np.abs(plain_grads["dW_ih"]))
 
 
 # --------------------------------------------------------------------------------------------------
 # 2. The compiled kernels against the reference
 # --------------------------------------------------------------------------------------------------
 
-KERNEL_VARIANTS = [Variant(f"rnn-{a[0]}", "rnn", dict(activations=[a])) for a in ACTIVATIONS] + SPECIAL + [
-    Variant("lstm-softplus_elu_hard_sigmoid", "lstm", dict(activations=["softplus", "elu", "hard_sigmoid"])),
-    Variant("gru_after-thresholded_scaled", "gru",
-            dict(activations=[("affine", 0.25, 0.5), ("scaled_tanh", 1.5, 0.8)], reset_after=True)),
-    Variant("gru_before-softsign_leaky", "gru", dict(activations=["softsign", ("leaky_relu", 0.1, 0.0)],
-                                                     reset_after=False)),
+KERNEL_VARIANTS = [Cell(f"rnn-{a[0]}", "rnn", dict(activations=[a])) for a in ACTIVATIONS] + SPECIAL + [
+    Cell("lstm-softplus_elu_hard_sigmoid", "lstm", dict(activations=["softplus", "elu", "hard_sigmoid"])),
+    Cell("gru_after-thresholded_scaled", "gru",
+         dict(activations=[("affine", 0.25, 0.5), ("scaled_tanh", 1.5, 0.8)], reset_after=True)),
+    Cell("gru_before-softsign_leaky", "gru", dict(activations=["softsign", ("leaky_relu", 0.1, 0.0)],
+                                                  reset_after=False)),
 ]
 SIZES = {"small": dict(T=6, N=5, C=3, H=4), "large": dict(T=9, N=11, C=37, H=21)}
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-9, atol=1e-11)}
@@ -198,27 +142,25 @@ TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-9, atol=
 def test_kernels_match_reference(rng, threads, v, reverse, dtype, size):
     d = SIZES[size]
     # weights of PyTorch's scale (1/sqrt(H)): an unbounded activation (linear, relu) keeps the states bounded
-    inp = make_inputs(rng, v, d["T"], d["N"], d["C"], d["H"], dtype=dtype, scale=1 / np.sqrt(d["H"]))
+    inp = random_inputs(rng, v, d["T"], d["N"], d["C"], d["H"], dtype=dtype, scale=1 / np.sqrt(d["H"]))
     lengths = rng.integers(0, d["T"] + 1, size=d["N"])
     lengths[-1] = d["T"]
     P = v.proj or d["H"]
     dy = rng.standard_normal((d["T"], d["N"], P)).astype(dtype)
     dfinal = [rng.standard_normal((d["N"], P if s == "h" else d["H"])).astype(dtype) for s in v.states]
-    y, finals, cache = run_forward(F, v, inp, lengths, reverse)
-    y_ref, finals_ref, cache_ref = run_forward(ref, v, inp, lengths, reverse)
+    y, finals, cache = forward_states(F, v, **inp, lengths=lengths, reverse=reverse)
+    y_ref, finals_ref, cache_ref = forward_states(ref, v, **inp, lengths=lengths, reverse=reverse)
     assert_allclose(y, y_ref, **TOL[dtype])
     for got, expected in zip(finals, finals_ref):
         assert_allclose(got, expected, **TOL[dtype])
     # inference (no cache, its own small buffers) computes the same
-    y_inf, _, _ = run_forward(F, v, inp, lengths, reverse, return_cache=False)
+    y_inf, _, _ = forward_states(F, v, **inp, lengths=lengths, reverse=reverse, return_cache=False)
     assert_allclose(y_inf, y, **TOL[dtype])
-    grads = run_backward(F, v, cache, dy, dfinal)
-    grads_ref = run_backward(ref, v, cache_ref, dy, dfinal)
-    for name in grad_names(v):
+    grads = backward(F, v, cache, dy, *dfinal)
+    grads_ref = backward(ref, v, cache_ref, dy, *dfinal)
+    for name in grads_ref:
         assert grads[name].dtype == dtype, name
-        scale = max(1.0, float(np.max(np.abs(grads_ref[name]))))
-        assert_allclose(grads[name], grads_ref[name], rtol=TOL[dtype]["rtol"], atol=TOL[dtype]["atol"] * scale,
-                        err_msg=name)
+        assert_close(grads[name], grads_ref[name], name, TOL[dtype])  # atol scaled by max(1, max |grads_ref|)
 
 
 SAME_BITS = ["lstm-clip", "lstm-peepholes_clip_hard_sigmoid_relu", "gru_after-elu_softsign_clip",
@@ -227,12 +169,12 @@ SAME_BITS = ["lstm-clip", "lstm-peepholes_clip_hard_sigmoid_relu", "gru_after-el
 
 @pytest.mark.parametrize("v", [v for v in KERNEL_VARIANTS if v.id in SAME_BITS], ids=lambda v: v.id)
 def test_kernels_same_bits_at_any_thread_count(rng, v):
-    inp = make_inputs(rng, v, 12, 9, 16, 24, dtype=np.float32)
+    inp = random_inputs(rng, v, 12, 9, 16, 24, dtype=np.float32)
     results = []
     for n, split in ((1, "units"), (2, "units"), (2, "rows"), (3, "units")):
         with rnnkit_threads(n, split):
-            y, finals, cache = run_forward(F, v, inp, None, False)
-            grads = run_backward(F, v, cache, np.ones_like(y), [np.ones_like(f) for f in finals])
+            y, finals, cache = forward_states(F, v, **inp)
+            grads = backward(F, v, cache, np.ones_like(y), *(np.ones_like(f) for f in finals))
         results.append((y, *finals, *grads.values()))
     for other in results[1:]:
         for a, b in zip(results[0], other):
@@ -242,11 +184,11 @@ def test_kernels_same_bits_at_any_thread_count(rng, v):
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_default_activations_given_explicitly_keep_the_fused_path(rng, cell):
     """Naming the defaults (or ONNX's names of them) is the default cell, to the bit."""
-    v = Variant(cell, cell, {})
-    inp = make_inputs(rng, v, 5, 4, 3, 8, dtype=np.float32)
+    v = Cell(cell, cell, {})
+    inp = random_inputs(rng, v, 5, 4, 3, 8, dtype=np.float32)
     onnx_names = {"tanh": "Tanh", "sigmoid": "Sigmoid"}
-    explicit = Variant(cell, cell, dict(activations=[acts.onnx(onnx_names[d]) for _, d, _ in CELLS[cell].activations]))
-    for a, b in zip(run_forward(F, v, inp)[:2], run_forward(F, explicit, inp)[:2]):
+    explicit = Cell(cell, cell, dict(activations=[acts.onnx(onnx_names[d]) for _, d, _ in CELLS[cell].activations]))
+    for a, b in zip(forward_states(F, v, **inp)[:2], forward_states(F, explicit, **inp)[:2]):
         assert_array_equal(np.asarray(a, dtype=object) if isinstance(a, tuple) else a,
                            np.asarray(b, dtype=object) if isinstance(b, tuple) else b)
 
@@ -261,16 +203,16 @@ def test_default_activations_given_explicitly_keep_the_fused_path(rng, cell):
     (dict(clip=float("inf")), "clip: expected a positive finite number"),
 ])
 def test_bad_options_are_named(rng, bad, match):
-    v = Variant("rnn", "rnn", {})
-    inp = make_inputs(rng, v, 3, 2, 2, 3, dtype=np.float32)
+    v = Cell("rnn", "rnn", {})
+    inp = random_inputs(rng, v, 3, 2, 2, 3, dtype=np.float32)
     for mod in (F, ref):
         with pytest.raises(ValueError, match=match):
             mod.rnn_forward(inp["x"], inp["W_ih"], inp["W_hh"], inp["b_ih"], inp["b_hh"], **bad)
 
 
 def test_peepholes_are_checked(rng):
-    v = Variant("lstm", "lstm", {}, peepholes=True)
-    inp = make_inputs(rng, v, 3, 2, 2, 3, dtype=np.float32)
+    v = Cell("lstm", "lstm", {}, peepholes=True)
+    inp = random_inputs(rng, v, 3, 2, 2, 3, dtype=np.float32)
     args = (inp["x"], inp["W_ih"], inp["W_hh"], inp["b_ih"], inp["b_hh"])
     with pytest.raises(ValueError, match=r"peepholes: expected shape \[K\*H\] = \[9\]"):
         F.lstm_forward(*args, peepholes=np.zeros(8, np.float32))
@@ -414,7 +356,7 @@ def test_onnx_runtime_activations_and_clip(rng, op, attrs):
     peepholes = attrs.pop("peepholes", False)
     T_, N_, C_, H_ = 6, 4, 5, 7
     D = 2 if attrs.get("direction") == "bidirectional" else 1
-    G = {"RNN": 1, "GRU": 3, "LSTM": 4}[op]
+    G = CELLS[op.lower()].G
     arrays = {"X": rng.standard_normal((T_, N_, C_)), "W": 0.7 * rng.standard_normal((D, G * H_, C_)),
               "R": 0.7 * rng.standard_normal((D, G * H_, H_)), "B": 0.5 * rng.standard_normal((D, 2 * G * H_)),
               "sequence_lens": np.array([T_, 3, 1, 5], np.int32)}

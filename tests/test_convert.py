@@ -11,14 +11,14 @@ import os
 
 import numpy as np
 import pytest
+from helpers import Cell, forward
 from numpy.testing import assert_allclose, assert_array_equal
 
 import rnnkit.functional as F
 from rnnkit import convert
-from rnnkit.cells import CELLS
+from rnnkit.cells import CELLS, WEIGHTS
 
 T, N, C, H = 6, 3, 4, 5
-GATES = {name: spec.G for name, spec in CELLS.items()}
 # float64 on both sides, the same products summed in other orders: rounding only (~1e-15 relative)
 TOL = dict(rtol=1e-10, atol=1e-12)
 
@@ -29,7 +29,7 @@ def sigmoid(z):
 
 def random_weights(rng, cell, D=None, zero_b_hh=False):
     """rnnkit weights (W_ih, W_hh, b_ih, b_hh) for ``cell``, float64, with a leading [D] axis if D is given."""
-    G, lead = GATES[cell], () if D is None else (D,)
+    G, lead = CELLS[cell].G, () if D is None else (D,)
     w = [rng.uniform(-0.6, 0.6, (*lead, G * H, C)), rng.uniform(-0.6, 0.6, (*lead, G * H, H)),
          rng.uniform(-0.5, 0.5, (*lead, G * H)), rng.uniform(-0.5, 0.5, (*lead, G * H))]
     if zero_b_hh:
@@ -39,13 +39,9 @@ def random_weights(rng, cell, D=None, zero_b_hh=False):
 
 def rnnkit_forward(cell, x, weights, reset_after=True, reverse=False):
     """y: [T, N, H] and h_n: [N, H] from rnnkit.functional; x: [T, N, C]."""
-    if cell == "gru":
-        y, h_n, _ = F.gru_forward(x, *weights, reset_after=reset_after, reverse=reverse)
-    elif cell == "lstm":
-        y, h_n, _, _ = F.lstm_forward(x, *weights, reverse=reverse)
-    else:
-        y, h_n, _ = F.rnn_forward(x, *weights, reverse=reverse)
-    return y, h_n
+    options = {"reset_after": reset_after} if cell == "gru" else {}
+    out, _ = forward(F, Cell(cell, cell, options), x=x, **dict(zip(WEIGHTS, weights)), reverse=reverse)
+    return out["y"], out["h_n"]
 
 
 # ---- Keras 3 cells (keras.layers.SimpleRNNCell / LSTMCell / GRUCell), x: [T, N, C] ------------------------
@@ -86,7 +82,7 @@ def keras_forward(cell, x, kernel, recurrent_kernel, bias, reset_after=True):
 # ---- ONNX operators RNN / LSTM / GRU (one direction d), X: [T, N, C] ------------------------------------
 
 def onnx_forward(cell, X, W, R, B, linear_before_reset=1, d=0):
-    G = GATES[cell]
+    G = CELLS[cell].G
     Wd, Rd, Wb, Rb = W[d], R[d], B[d, :G * R.shape[2]], B[d, G * R.shape[2]:]
     Ht = np.zeros((X.shape[1], R.shape[2]))
     Ct = np.zeros_like(Ht)
@@ -141,7 +137,7 @@ def from_keras(cell, arrays, reset_after):
 
 @pytest.mark.parametrize("cell,reset_after", KERAS_CASES, ids=KERAS_IDS)
 def test_keras_shapes_and_bias(rng, cell, reset_after):
-    G = GATES[cell]
+    G = CELLS[cell].G
     weights = random_weights(rng, cell)
     kernel, recurrent_kernel, bias = to_keras(cell, weights, reset_after)
     assert kernel.shape == (C, G * H) and recurrent_kernel.shape == (H, G * H)
@@ -213,7 +209,7 @@ ONNX_IDS = ["rnn", "lstm", "gru_linear_before_reset", "gru_reset_before"]
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_onnx_round_trips_exact(rng, cell):
     to_onnx, from_onnx = getattr(convert, f"to_onnx_{cell}"), getattr(convert, f"from_onnx_{cell}")
-    G = GATES[cell]
+    G = CELLS[cell].G
     weights = random_weights(rng, cell)
     W, R, B = to_onnx(*weights)
     assert (W.shape, R.shape, B.shape) == ((1, G * H, C), (1, G * H, H), (1, 2 * G * H))

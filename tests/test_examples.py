@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import load_example
+from helpers import load_example
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ finite_differences), so an error in the gradient equations cannot hide by being 
 """
 
 import concurrent.futures
-from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -21,170 +20,25 @@ import pytest
 import rnnkit
 import rnnkit.functional as F
 import rnnkit.reference as ref
-from conftest import rnnkit_threads
+from helpers import (CELL_VARIANTS, LENGTHS_KINDS, THREAD_TOL, TOL, assert_close, assert_same, backward, forward,
+                     make_problem, rnnkit_threads, valid_mask)
 
-
-# --------------------------------------------------------------------------------------------------
-# The cells and how to call them
-# --------------------------------------------------------------------------------------------------
-
-
-class Cell(NamedTuple):
-    id: str
-    kind: str  # "rnn", "lstm" or "gru": the function prefix
-    G: int  # gates: RNN 1, LSTM 4, GRU 3
-    options: tuple  # keyword options of the forward, as (name, value) pairs
-
-    @property
-    def has_c(self):
-        return self.kind == "lstm"
-
-
-CELLS = [
-    Cell("rnn_tanh", "rnn", 1, (("nonlinearity", "tanh"),)),
-    Cell("rnn_relu", "rnn", 1, (("nonlinearity", "relu"),)),
-    Cell("lstm", "lstm", 4, ()),
-    Cell("gru_reset_after", "gru", 3, (("reset_after", True),)),
-    Cell("gru_reset_before", "gru", 3, (("reset_after", False),)),
-]
-CELL_PARAMS = [pytest.param(c, id=c.id) for c in CELLS]
+# The cells, how to call them (forward, backward), the problems (make_problem) and the tolerances (TOL: the two
+# implementations compute the same sums in other orders, so they agree to rounding, not bitwise) are in helpers.py.
+CELL_PARAMS = [pytest.param(c, id=c.id) for c in CELL_VARIANTS]
 
 DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
-
-
-def forward(mod, cell, x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None, lengths=None, reverse=False):
-    """Calls mod.<cell>_forward; returns ({"y", "h_n"[, "c_n"]}, cache)."""
-    fn = getattr(mod, f"{cell.kind}_forward")
-    if cell.has_c:
-        y, h_n, c_n, cache = fn(x, W_ih, W_hh, b_ih, b_hh, h0=h0, c0=c0, lengths=lengths, reverse=reverse)
-        return {"y": y, "h_n": h_n, "c_n": c_n}, cache
-    y, h_n, cache = fn(x, W_ih, W_hh, b_ih, b_hh, h0=h0, lengths=lengths, reverse=reverse, **dict(cell.options))
-    return {"y": y, "h_n": h_n}, cache
-
-
-def grad_names(cell):
-    return ("dx", "dh0") + (("dc0",) if cell.has_c else ()) + ("dW_ih", "dW_hh", "db_ih", "db_hh")
-
-
-def backward(mod, cell, cache, dy, dh_n=None, dc_n=None):
-    """Calls mod.<cell>_backward; returns {"dx": ..., "dh0": ..., ...}."""
-    fn = getattr(mod, f"{cell.kind}_backward")
-    grads = fn(cache, dy, dh_n=dh_n, dc_n=dc_n) if cell.has_c else fn(cache, dy, dh_n=dh_n)
-    names = grad_names(cell)
-    assert len(grads) == len(names)
-    return dict(zip(names, grads))
-
-
-# --------------------------------------------------------------------------------------------------
-# Problems
-# --------------------------------------------------------------------------------------------------
 
 SMALL = dict(T=7, N=5, C=3, H=4)
 # odd N (33 rows over 2 threads: 17 + 16) and H, C large enough for the kernels' blocked paths; C = 70
 # gives each of 2 threads more than a panel of dx columns (computed inside the backward's time loop)
 LARGE = dict(T=20, N=33, C=70, H=32)
 
-LENGTHS_KINDS = ["none", "mixed", "with_zero"]
-
-
-def make_lengths(kind, T, N, rng):
-    """None, or per-sequence lengths containing a length-1, a full-length (T) and an in-between sequence;
-    "with_zero" also has an empty (length-0) sequence, which the contract allows."""
-    if kind == "none":
-        return None
-    lengths = rng.integers(1, T + 1, size=N)
-    lengths[0] = 1
-    lengths[-1] = T
-    lengths[N // 2] = max(2, T // 2)
-    if kind == "with_zero":
-        lengths[1] = 0
-    return lengths.astype(np.int64)
-
-
-class Problem(NamedTuple):
-    inputs: dict  # forward keyword arguments (x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths)
-    douts: dict  # backward keyword arguments (dy, dh_n, dc_n): the random projections R, Rh, Rc
-
-
-def make_problem(rng, cell, dtype, T, N, C, H, lengths="mixed", with_h0=True):
-    G = cell.G
-    k = 1 / np.sqrt(H)  # PyTorch's default init range; keeps relu and the long case bounded
-
-    def u(*shape):
-        return rng.uniform(-k, k, size=shape).astype(dtype)
-
-    def normal(*shape, scale=1.0):
-        return (scale * rng.standard_normal(shape)).astype(dtype)
-
-    inputs = dict(x=normal(T, N, C), W_ih=u(G * H, C), W_hh=u(G * H, H), b_ih=u(G * H), b_hh=u(G * H))
-    inputs["h0"] = normal(N, H, scale=0.5) if with_h0 else None
-    if cell.has_c:
-        inputs["c0"] = normal(N, H, scale=0.5) if with_h0 else None
-    inputs["lengths"] = make_lengths(lengths, T, N, rng)
-    douts = dict(dy=normal(T, N, H), dh_n=normal(N, H))
-    if cell.has_c:
-        douts["dc_n"] = normal(N, H)
-    return Problem(inputs, douts)
-
-
-def valid_mask(lengths, T, N):
-    """[T, N] bool: step t of sequence n is valid iff t < lengths[n]."""
-    if lengths is None:
-        return np.ones((T, N), dtype=bool)
-    return np.arange(T)[:, None] < np.asarray(lengths)[None, :]
-
-
-# --------------------------------------------------------------------------------------------------
-# Tolerances
-# --------------------------------------------------------------------------------------------------
-
-# The two implementations compute the same sums in a different order (one GEMM for the input projection of
-# all steps, Eigen's blocked products, fused gate loops, a weight gradient summed over T*N rows at once), so
-# they agree to rounding, not bitwise.
-#
-# float64 (eps 2.2e-16): a few hundred ulps of accumulated rounding over T steps and sums of T*N terms is
-# ~1e-13 relative; rtol 1e-10 leaves three orders of magnitude of room and still fails on any real error
-# (a wrong term, a wrong mask, a missed step moves results by 1e-3 or more).
-#
-# float32 (eps 1.2e-7): the same accumulation is ~1e-6 relative; rtol 1e-5 leaves room for it.
-#
-# atol: elements that are near zero because of cancellation have no meaningful relative error, so an absolute
-# tolerance is needed. It is scaled by the array's magnitude (max(1, max |expected|)): inputs, states, tanh /
-# sigmoid outputs and the projections R are O(1), so for most arrays the scale is 1 and atol is simply
-# 1e-12 (float64) or 1e-5 (float32); weight gradients sum T*N terms and can be O(10), and their absolute
-# rounding error grows with them.
-TOL = {
-    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
-    np.dtype(np.float32): dict(rtol=1e-5, atol=1e-5),
-}
-# Thread count changes only how rows are split and how partial weight gradients are added: tighter.
-THREAD_TOL = {
-    np.dtype(np.float64): dict(rtol=1e-12, atol=1e-14),
-    np.dtype(np.float32): dict(rtol=1e-6, atol=1e-6),
-}
-
-
-def assert_close(actual, expected, tol, what):
-    expected = np.asarray(expected)
-    assert isinstance(actual, np.ndarray), f"{what}: expected a numpy array, got {type(actual).__name__}"
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
-    assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype}, expected {expected.dtype}"
-    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
-    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
-
 
 def assert_all_close(actual: dict, expected: dict, tol):
     assert actual.keys() == expected.keys()
     for name in expected:
-        assert_close(actual[name], expected[name], tol, name)
-
-
-def assert_same(actual, expected, what):
-    """Equal up to a few ulps of the array's scale: the same computation, not a different one."""
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype, what
-    eps = np.finfo(expected.dtype).eps
-    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
-    np.testing.assert_allclose(actual, expected, rtol=16 * eps, atol=16 * eps * scale, err_msg=what)
+        assert_close(actual[name], expected[name], name, tol)
 
 
 def check_against_reference(cell, problem, reverse):

@@ -51,7 +51,8 @@ from hypothesis import strategies as st
 
 import rnnkit.functional as F
 import rnnkit.reference as ref
-from conftest import rnnkit_threads
+from helpers import Cell, assert_close, rnnkit_threads
+from rnnkit.cells import WEIGHTS
 
 LONG = os.environ.get("RNNKIT_FUZZ_LONG") == "1"
 DEADLINE_MS = float(os.environ.get("RNNKIT_FUZZ_DEADLINE_MS", "5000"))
@@ -197,13 +198,17 @@ class Spec:
         return ("x",) + self.weights + self.states + (("recurrent_mask",) if self.masked else ())
 
 
-_GATED = ("W_ih", "W_hh", "b_ih", "b_hh")
+def _cell_spec(name, options):
+    """The Spec of a cell of rnnkit.cells: its gates and states are the registry's."""
+    cell = Cell(name, name)
+    return Spec(name, cell.G, WEIGHTS, cell.initial_states, tuple(f"d{s}_n" for s in cell.states), options,
+                ("dx", *(f"d{s}" for s in cell.initial_states)) + WEIGHTS, True)
+
+
 SPECS = {
-    "rnn": Spec("rnn", 1, _GATED, ("h0",), ("dh_n",), (("nonlinearity", ("tanh", "relu")),),
-                ("dx", "dh0") + _GATED, True),
-    "lstm": Spec("lstm", 4, _GATED, ("h0", "c0"), ("dh_n", "dc_n"), (), ("dx", "dh0", "dc0") + _GATED, True),
-    "gru": Spec("gru", 3, _GATED, ("h0",), ("dh_n",), (("reset_after", (True, False)),),
-                ("dx", "dh0") + _GATED, True),
+    "rnn": _cell_spec("rnn", (("nonlinearity", ("tanh", "relu")),)),
+    "lstm": _cell_spec("lstm", ()),
+    "gru": _cell_spec("gru", (("reset_after", (True, False)),)),
     "jordan": Spec("jordan", 1, ("W_xh", "W_yh", "b_h", "W_hy", "b_y"), ("y0",), ("dy_n",),
                    (("activation", ("tanh", "relu", "sigmoid")),
                     ("output_activation", (None, "linear", "tanh", "sigmoid"))),
@@ -419,19 +424,7 @@ def problems(draw, spec, layouts=True, specials=True):
 # Checks
 # --------------------------------------------------------------------------------------------------
 
-TOL = {np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12), np.dtype(np.float32): dict(rtol=1e-5, atol=1e-5)}
-
-
-def assert_close(actual, expected, what):
-    """rnnkit against the reference, as tests/test_functional.py compares them; atol scales with the array."""
-    expected = np.asarray(expected)
-    assert isinstance(actual, np.ndarray), f"{what}: {type(actual).__name__}"
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype, \
-        f"{what}: {actual.shape} {actual.dtype}, expected {expected.shape} {expected.dtype}"
-    tol = TOL[expected.dtype]
-    finite = np.abs(expected[np.isfinite(expected)])
-    scale = max(1.0, float(finite.max())) if finite.size else 1.0
-    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
+# rnnkit against the reference: helpers.assert_close (helpers.TOL, atol scaled by the array's finite entries)
 
 
 def assert_structure(result, shapes, dtype, what):

@@ -31,10 +31,12 @@ import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from helpers import Cell, forward_states  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import rnnkit  # noqa: E402
 from rnnkit import Sequential, reference  # noqa: E402
+from rnnkit.cells import WEIGHTS  # noqa: E402
 from rnnkit.layers import (GRU, LSTM, Bidirectional, Dense, Dropout, Embedding, Jordan, Masking,  # noqa: E402
                            SimpleRNN)
 
@@ -201,19 +203,13 @@ def recurrent_weights(layer):
 
 def ref_recurrent_kernel(layer, a, lengths, states=()):
     """(y [T, N, H], final states, cache) of the reference kernel of a SimpleRNN / LSTM / GRU layer on a: [N, T, C]."""
-    x_t = a.transpose(1, 0, 2)
-    w = recurrent_weights(layer)
     # the layer's options for the kernels: activations, GRU's reset_after, LSTM's peepholes
-    kw = dict(lengths=lengths, reverse=layer.go_backwards, **layer._kernel_options())
-    states = list(states) + [None] * (layer.n_states - len(states))
-    if layer.cell == "rnn":
-        y, h, cache = reference.rnn_forward(x_t, *w, h0=states[0], **kw)
-        return y, [h], cache
-    if layer.cell == "lstm":
-        y, h, c, cache = reference.lstm_forward(x_t, *w, h0=states[0], c0=states[1], **kw)
-        return y, [h, c], cache
-    y, h, cache = reference.gru_forward(x_t, *w, h0=states[0], **kw)
-    return y, [h], cache
+    cell = Cell(layer.name, layer.cell, layer._kernel_options())
+    weights = dict(zip(WEIGHTS, recurrent_weights(layer)))
+    y, final, cache = forward_states(reference, cell, x=a.transpose(1, 0, 2), **weights,
+                                     **dict(zip(cell.initial_states, states)), lengths=lengths,
+                                     reverse=layer.go_backwards)
+    return y, list(final), cache
 
 
 def ref_recurrent_front(layer, a, mask, states=()):

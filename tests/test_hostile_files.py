@@ -31,7 +31,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import join_safetensors, split_safetensors
+from helpers import join_safetensors, split_safetensors
 
 import rnnkit
 from rnnkit import Sequential, generative, layers, load_model, ops

@@ -6,7 +6,7 @@ with dy = R, dy_n = Rn.
 
 import numpy as np
 import pytest
-from conftest import central_differences
+from helpers import THREAD_TOL, assert_close, central_differences, make_lengths, valid_mask
 
 import rnnkit
 import rnnkit.functional as F
@@ -19,21 +19,6 @@ WEIGHT_NAMES = ("W_xh", "W_yh", "b_h", "W_hy", "b_y")
 ACTIVATIONS = [pytest.param(f, g, id=f"{f}-{g}") for f, g in
                [("tanh", None), ("relu", "tanh"), ("sigmoid", "sigmoid"), ("tanh", "linear")]]
 DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
-
-# As in test_functional: the two implementations sum in different orders, so they agree to rounding
-# (float64 ~1e-13, float32 ~1e-6 relative after T steps); atol is scaled by the array's magnitude.
-TOL = {np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12), np.dtype(np.float32): dict(rtol=1e-5, atol=1e-5)}
-
-
-def make_lengths(kind, T, N, rng):
-    """None, or lengths with a length-1, a full-length and an in-between sequence ("with_zero": also an empty one)."""
-    if kind == "none":
-        return None
-    lengths = rng.integers(1, T + 1, size=N)
-    lengths[0], lengths[-1], lengths[N // 2] = 1, T, max(2, T // 2)
-    if kind == "with_zero":
-        lengths[1] = 0
-    return lengths.astype(np.int64)
 
 
 def make_problem(rng, dtype, T, N, C, U, O, lengths="mixed", with_y0=True):
@@ -57,17 +42,6 @@ def run(mod, inputs, douts, **options):
     grads = mod.jordan_backward(cache, **douts)
     assert len(grads) == len(GRAD_NAMES)
     return {"y": y, "y_n": y_n, **dict(zip(GRAD_NAMES, grads))}, cache
-
-
-def assert_close(actual, expected, tol, what):
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype, what
-    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
-    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
-
-
-def valid_mask(lengths, T, N):
-    """[T, N] bool: step t of sequence n is valid iff t < lengths[n]."""
-    return np.ones((T, N), bool) if lengths is None else np.arange(T)[:, None] < lengths[None, :]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -118,16 +92,15 @@ def test_reference_matches_the_equations_step_by_step(rng):
 def check_against_reference(inputs, douts, **options):
     T, N, C = inputs["x"].shape
     U, O = inputs["W_yh"].shape
-    tol = TOL[inputs["x"].dtype]
     out, cache = run(F, inputs, douts, **options)
     out_ref, cache_ref = run(ref, inputs, douts, **options)
     assert out.keys() == out_ref.keys()
-    for name in out:
-        assert_close(out[name], out_ref[name], tol, name)
+    for name in out:  # to rounding (helpers.TOL): the two implementations sum in different orders
+        assert_close(out[name], out_ref[name], name)
     # the hidden layer the forward cached, at every valid step
     valid = valid_mask(inputs["lengths"], T, N)
     h_ref = np.stack([step[1] for step in cache_ref.steps]) if T else np.zeros((0, N, U))
-    assert_close(cache.arrays["h"][valid], h_ref[valid].astype(inputs["x"].dtype), tol, "h")
+    assert_close(cache.arrays["h"][valid], h_ref[valid].astype(inputs["x"].dtype), "h")
     # exact zeros where a sequence has ended: its outputs, and so the gradient reaching its inputs
     assert np.all(out["y"][~valid] == 0) and np.all(out["dx"][~valid] == 0)
     return out
@@ -163,9 +136,8 @@ def test_one_and_two_threads_agree(dtype, rng):
             results.append(run(F, inputs, douts, activation="relu")[0])
         finally:
             rnnkit.set_num_threads(previous)
-    tol = {np.dtype(np.float64): dict(rtol=1e-12, atol=1e-14), np.dtype(np.float32): dict(rtol=1e-6, atol=1e-6)}
     for name in results[0]:
-        assert_close(results[1][name], results[0][name], tol[np.dtype(dtype)], name)
+        assert_close(results[1][name], results[0][name], name, THREAD_TOL[np.dtype(dtype)])
 
 
 def test_repeated_calls_are_bitwise_identical(threads, rng):

@@ -25,7 +25,7 @@ Keras is an optional peer, as in test_keras_parity.py: the module skips without 
 
 import pytest
 
-from conftest import import_keras  # noqa: E402
+from helpers import import_keras  # noqa: E402
 
 keras = import_keras()
 

@@ -14,7 +14,7 @@ it needs ``pip install keras jax``.
 
 import pytest
 
-from conftest import import_keras
+from helpers import import_keras
 
 keras = import_keras()
 

@@ -16,7 +16,7 @@ import rnnkit as keras
 from rnnkit import layers
 from rnnkit.utils import pad_sequences
 
-from conftest import load_example
+from helpers import load_example
 
 
 def test_functional_input_lstm_dense():

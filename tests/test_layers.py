@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import central_differences
+from helpers import central_differences
 
 import rnnkit
 from rnnkit.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, Embedding, Masking, SimpleRNN,
@@ -443,7 +443,7 @@ def test_call_takes_the_initial_state_second_as_keras(cell, rng):
 def test_layer_variants_gradients_and_saving(rng, make, tmp_path):
     """Activations and peepholes in the layers: every weight's gradient (the peepholes' included) against central
     differences, through a mask; the model saves and loads to the same outputs."""
-    from conftest import check_model_gradients
+    from helpers import check_model_gradients
     from rnnkit.engine.functional import flatten
 
     layer = make()

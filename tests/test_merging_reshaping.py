@@ -22,7 +22,7 @@ from rnnkit import layers as L  # noqa: E402
 from rnnkit.engine.functional import flatten  # noqa: E402
 from rnnkit.engine.tape import Tensor, Variable, recording  # noqa: E402
 
-from conftest import check_model_gradients, import_keras  # noqa: E402
+from helpers import check_model_gradients, import_keras  # noqa: E402
 
 F64 = "float64"
 N, T, C, H, V = 3, 4, 5, 6, 9  # batch, steps, features, units, vocabulary (id 0 is padding)

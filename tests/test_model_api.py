@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 import rnnkit
 from rnnkit import layers, ops
 
-from conftest import check_model_gradients, load_example
+from helpers import check_model_gradients, load_example
 
 F64 = "float64"
 

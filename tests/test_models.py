@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import central_differences
+from helpers import central_differences
 
 import rnnkit
 from rnnkit import Sequential, losses

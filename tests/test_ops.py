@@ -5,7 +5,7 @@ a gradient, and the types and dtypes of results."""
 import numpy as np
 import pytest
 
-from conftest import central_differences
+from helpers import central_differences
 from rnnkit import ops
 from rnnkit.engine import tape
 

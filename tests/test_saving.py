@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import safetensors.numpy
-from conftest import join_safetensors, split_safetensors
+from helpers import join_safetensors, split_safetensors
 
 import rnnkit
 from rnnkit import Sequential, generative, initializers, load_model

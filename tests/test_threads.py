@@ -14,7 +14,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import rnnkit_threads
+from helpers import rnnkit_threads
 
 import rnnkit
 import rnnkit.functional as F
@@ -22,18 +22,17 @@ from rnnkit import _isa
 from rnnkit.cells import CELLS
 
 THREADS = (1, 2, 3, 8)
-GATES = {name: spec.G for name, spec in CELLS.items()}
 
 
 def _case(seed, cell=None, T=None, N=None, C=None, H=None):
     rng = np.random.default_rng(seed)
-    cell = cell or str(rng.choice(list(GATES)))
+    cell = cell or str(rng.choice(list(CELLS)))
     T = T or int(rng.integers(1, 24))
     N = N or int(rng.integers(1, 70))
     C = C or int(rng.integers(1, 100))
     H = H or int(rng.integers(1, 160))
     dtype = np.float32 if rng.random() < 0.7 else np.float64
-    G = GATES[cell]
+    G = CELLS[cell].G
     x = rng.standard_normal((T, N, C)).astype(dtype)
     weights = [(rng.standard_normal(shape) / np.sqrt(H)).astype(dtype) for shape in [(G * H, C), (G * H, H), (G * H,), (G * H,)]]
     kwargs = {"lengths": rng.integers(0, T + 1, N) if rng.random() < 0.5 else None,

@@ -20,33 +20,17 @@ if os.environ.get("RNNKIT_REQUIRE_TORCH") == "1":
 else:
     torch = pytest.importorskip("torch")
 
-from typing import NamedTuple  # noqa: E402
-
 import numpy as np  # noqa: E402
+from helpers import Cell, assert_close, backward, forward, make_problem  # noqa: E402
 
 import rnnkit.functional as F  # noqa: E402
 
-
-class Cell(NamedTuple):
-    id: str
-    kind: str  # "rnn", "lstm", "gru"
-    G: int
-    options: tuple  # rnnkit forward keyword options as (name, value) pairs
-    torch_cls: str
-    torch_kwargs: tuple
-
-    @property
-    def has_c(self):
-        return self.kind == "lstm"
-
-
-CELLS = [
-    Cell("rnn_tanh", "rnn", 1, (("nonlinearity", "tanh"),), "RNN", (("nonlinearity", "tanh"),)),
-    Cell("rnn_relu", "rnn", 1, (("nonlinearity", "relu"),), "RNN", (("nonlinearity", "relu"),)),
-    Cell("lstm", "lstm", 4, (), "LSTM", ()),
-    Cell("gru", "gru", 3, (("reset_after", True),), "GRU", ()),
-]
+CELLS = [Cell("rnn_tanh", "rnn", (("nonlinearity", "tanh"),)), Cell("rnn_relu", "rnn", (("nonlinearity", "relu"),)),
+         Cell("lstm", "lstm"), Cell("gru", "gru", (("reset_after", True),))]
 CELL_PARAMS = [pytest.param(c, id=c.id) for c in CELLS]
+# the torch module of each cell, and its keyword arguments
+TORCH = {"rnn_tanh": ("RNN", (("nonlinearity", "tanh"),)), "rnn_relu": ("RNN", (("nonlinearity", "relu"),)),
+         "lstm": ("LSTM", ()), "gru": ("GRU", ())}
 
 SHAPES = {
     "small": dict(T=7, N=5, C=3, H=4),
@@ -57,49 +41,18 @@ SHAPES = {
 # relative), rtol 1e-10 catches anything real. float32 (eps 1.2e-7): torch (MKL / oneDNN GEMMs, its own
 # gate fusion) and rnnkit each accumulate ~1e-6 relative rounding over T steps; rtol 1e-5 covers both.
 # atol is scaled by max(1, max |expected|) because values are O(1) but weight gradients sum T*N terms and
-# elements near zero by cancellation have no relative accuracy (see test_functional.py).
-TOL = {
-    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
-    np.dtype(np.float32): dict(rtol=1e-5, atol=1e-5),
-}
+# elements near zero by cancellation have no relative accuracy (helpers.TOL, helpers.assert_close).
 
 
-def assert_close(actual, expected, dtype, what):
-    tol = TOL[np.dtype(dtype)]
-    expected = np.asarray(expected)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
-    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}, expected {np.dtype(dtype)}"
-    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
-    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
-
-
-def rnnkit_run(cell, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, dy, dh_n, dc_n):
-    fwd = getattr(F, f"{cell.kind}_forward")
-    bwd = getattr(F, f"{cell.kind}_backward")
-    if cell.has_c:
-        y, h_n, c_n, cache = fwd(x, W_ih, W_hh, b_ih, b_hh, h0=h0, c0=c0, lengths=lengths, reverse=reverse)
-        dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh = bwd(cache, dy, dh_n=dh_n, dc_n=dc_n)
-        out = dict(y=y, h_n=h_n, c_n=c_n)
-        grads = dict(dx=dx, dh0=dh0, dc0=dc0)
-    else:
-        y, h_n, cache = fwd(x, W_ih, W_hh, b_ih, b_hh, h0=h0, lengths=lengths, reverse=reverse,
-                            **dict(cell.options))
-        dx, dh0, dW_ih, dW_hh, db_ih, db_hh = bwd(cache, dy, dh_n=dh_n)
-        out = dict(y=y, h_n=h_n)
-        grads = dict(dx=dx, dh0=dh0)
-    grads.update(dW_ih=dW_ih, dW_hh=dW_hh, db_ih=db_ih, db_hh=db_hh)
-    return out, grads
-
-
-def torch_run(cell, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, dy, dh_n, dc_n):
+def torch_run(cell, x, W_ih, W_hh, b_ih, b_hh, h0, lengths, reverse, dy, dh_n, c0=None, dc_n=None):
     """The same computation with torch; reverse=True uses the reverse half of a bidirectional module whose
     forward half gets unrelated weights and state and does not enter the loss."""
     T, N, C = x.shape
     H = W_hh.shape[1]
     dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[x.dtype]
-    module = getattr(torch.nn, cell.torch_cls)(
-        C, H, num_layers=1, bias=True, batch_first=False, bidirectional=reverse, dtype=dtype,
-        **dict(cell.torch_kwargs))
+    torch_cls, torch_kwargs = TORCH[cell.id]
+    module = getattr(torch.nn, torch_cls)(
+        C, H, num_layers=1, bias=True, batch_first=False, bidirectional=reverse, dtype=dtype, **dict(torch_kwargs))
     suffix = "_reverse" if reverse else ""
     with torch.no_grad():
         for name, value in (("weight_ih", W_ih), ("weight_hh", W_hh), ("bias_ih", b_ih), ("bias_hh", b_hh)):
@@ -154,46 +107,36 @@ def torch_run(cell, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, dy, dh_
     return out, grads
 
 
+def torch_lengths(T, N, rng):
+    """A length-1, a full-length and an in-between sequence, in no particular order (torch needs lengths >= 1)."""
+    lengths = rng.integers(1, T + 1, size=N).astype(np.int64)
+    lengths[N // 2], lengths[1], lengths[-1] = 1, T, max(2, T // 2)
+    return lengths
+
+
 @pytest.mark.parametrize("dtype", [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")])
 @pytest.mark.parametrize("with_h0", [False, True], ids=["h0_none", "h0_given"])
-@pytest.mark.parametrize("lengths_kind", ["none", "mixed"], ids=["lengths_none", "lengths_mixed"])
+@pytest.mark.parametrize("lengths", ["none", torch_lengths], ids=["lengths_none", "lengths_mixed"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse_vs_bidirectional"])
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("cell", CELL_PARAMS)
-def test_matches_torch(cell, shape, reverse, lengths_kind, with_h0, dtype, rng):
-    T, N, C, H = (SHAPES[shape][k] for k in "TNCH")
-    G = cell.G
-    k = 1 / np.sqrt(H)
+def test_matches_torch(cell, shape, reverse, lengths, with_h0, dtype, rng):
+    inputs, douts = make_problem(rng, cell, dtype, **SHAPES[shape], lengths=lengths, with_h0=with_h0)
+    N, H = SHAPES[shape]["N"], SHAPES[shape]["H"]
 
-    def u(*s):
-        return rng.uniform(-k, k, size=s).astype(dtype)
-
-    def normal(*s, scale=1.0):
-        return (scale * rng.standard_normal(s)).astype(dtype)
-
-    x = normal(T, N, C)
-    W_ih, W_hh, b_ih, b_hh = u(G * H, C), u(G * H, H), u(G * H), u(G * H)
-    h0 = normal(N, H, scale=0.5) if with_h0 else None
-    c0 = normal(N, H, scale=0.5) if with_h0 and cell.has_c else None
-    if lengths_kind == "none":
-        lengths = None
-    else:  # a length-1, a full-length and an in-between sequence, in no particular order (torch needs >= 1)
-        lengths = rng.integers(1, T + 1, size=N).astype(np.int64)
-        lengths[N // 2], lengths[1], lengths[-1] = 1, T, max(2, T // 2)
-    dy, dh_n = normal(T, N, H), normal(N, H)
-    dc_n = normal(N, H) if cell.has_c else None
-    args = (cell, x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, dy, dh_n, dc_n)
-
-    out, grads = rnnkit_run(*args)
-    out_t, grads_t = torch_run(*args)
+    out, cache = forward(F, cell, **inputs, reverse=reverse)
+    grads = backward(F, cell, cache, **douts)
+    out_t, grads_t = torch_run(cell, **inputs, reverse=reverse, **douts)
 
     for name in out_t:
-        assert_close(out[name], out_t[name], dtype, name)
+        assert out[name].dtype == np.dtype(dtype), name
+        assert_close(out[name], out_t[name], name)
     for name in grads_t:
         if grads_t[name] is None:  # h0 / c0 was None: torch has no gradient for it
             assert grads[name].shape == (N, H)
             continue
-        assert_close(grads[name], grads_t[name], dtype, name)
+        assert grads[name].dtype == np.dtype(dtype), name
+        assert_close(grads[name], grads_t[name], name)
 
 
 # torch says once that its oneDNN path has no projections (it then takes its own, which is the oracle here)
