@@ -221,27 +221,46 @@ struct Activation {
   }
 };
 
-// a = act(a), in place: the vectorised forms for tanh, sigmoid and relu, any other element by element.
+// a = act(a), in place: the fused loops' forms for tanh, sigmoid and relu, whole-block array expressions (Eigen
+// vectorises them, each the scalar formula of Activation) for the others but softplus, thresholded_relu and
+// scaled_tanh, which go element by element.
 template <class S>
 inline void activate(const Activation& act, View<S> a) {
+  auto x = a.array();
+  const S al = static_cast<S>(act.alpha), be = static_cast<S>(act.beta);
   switch (act.kind) {
     case Act::linear: break;
     case Act::tanh: tanh_inplace(a); break;
     case Act::relu: relu_inplace(a); break;
     case Act::sigmoid: sigmoid_inplace(a); break;
+    case Act::hard_sigmoid: x = (x * al + be).cwiseMax(S(0)).cwiseMin(S(1)); break;
+    case Act::softsign: x = x / (S(1) + x.abs()); break;
+    case Act::elu: x = (x >= S(0)).select(x, al * x.expm1()); break;
+    case Act::selu: x = (x > S(0)).select(be * x, be * al * x.expm1()); break;
+    case Act::affine: x = x * al + be; break;
+    case Act::leaky_relu: x = (x >= S(0)).select(x, x * al); break;
     default: a = a.unaryExpr([&act](S v) { return act(v); });
   }
 }
 
-// d = d * act'(pre-activation), the derivative read from the activation's output y.
+// d = d * act'(pre-activation), the derivative read from the activation's output y (as Activation::grad).
 template <class S>
 inline void times_derivative(const Activation& act, View<S> d, ConstView<S> y) {
+  const auto yv = y.array();
+  auto dv = d.array();
+  const S al = static_cast<S>(act.alpha), be = static_cast<S>(act.beta);
   switch (act.kind) {
     case Act::linear: break;
-    case Act::tanh: d.array() *= dtanh(y.array()); break;
-    case Act::relu: d.array() *= drelu(y.array()); break;
-    case Act::sigmoid: d.array() *= dsigmoid(y.array()); break;
-    default: d.array() *= y.unaryExpr([&act](S v) { return act.grad(v); }).array();
+    case Act::tanh: dv *= dtanh(yv); break;
+    case Act::relu: dv *= drelu(yv); break;
+    case Act::sigmoid: dv *= dsigmoid(yv); break;
+    case Act::hard_sigmoid: dv *= ((yv > S(0)) && (yv < S(1))).template cast<S>() * al; break;
+    case Act::softsign: dv *= (S(1) - yv.abs()) * (S(1) - yv.abs()); break;
+    case Act::elu: dv = (yv >= S(0)).select(dv, dv * (yv + al)); break;
+    case Act::selu: dv = (yv > S(0)).select(dv * be, dv * (yv + be * al)); break;
+    case Act::affine: dv *= al; break;
+    case Act::leaky_relu: dv = (yv >= S(0)).select(dv, dv * al); break;
+    default: dv *= y.unaryExpr([&act](S v) { return act.grad(v); }).array();
   }
 }
 
@@ -252,53 +271,20 @@ struct TypedGate {
   bool clipped;
   S c, hi, lo;  // the clip, and act(c), act(-c)
 
-  // y = act(clip(a))
-  S forward(S a) const { return act(clipped ? std::clamp(a, -c, c) : a); }
-  // d * act'(a) at y = act(clip(a)); zero where the pre-activation was clipped (its output at a bound)
-  S backward(S y, S d) const { return clipped && (y == hi || y == lo) ? S(0) : d * act.grad(y); }
-  // a = act(clip(a)) over w values: the fused loops' forms for tanh, sigmoid and relu, array expressions for the
-  // others but softplus, thresholded_relu and scaled_tanh (element by element)
+  // a = act(clip(a)) over w values
   void forward(S* a, Index w) const {
     auto v = view(a, 1, w);
     if (clipped) v = v.cwiseMax(-c).cwiseMin(c);
-    auto x = v.array();
-    const S al = static_cast<S>(act.alpha), be = static_cast<S>(act.beta);
-    switch (act.kind) {
-      case Act::tanh: tanh_inplace(v); return;
-      case Act::sigmoid: sigmoid_inplace(v); return;
-      case Act::relu: relu_inplace(v); return;
-      case Act::linear: return;
-      // the others as whole-row array expressions (Eigen vectorises them), each the scalar formula above
-      case Act::hard_sigmoid: x = (x * al + be).cwiseMax(S(0)).cwiseMin(S(1)); return;
-      case Act::softsign: x = x / (S(1) + x.abs()); return;
-      case Act::elu: x = (x >= S(0)).select(x, al * x.expm1()); return;
-      case Act::selu: x = (x > S(0)).select(be * x, be * al * x.expm1()); return;
-      case Act::affine: x = x * al + be; return;
-      case Act::leaky_relu: x = (x >= S(0)).select(x, x * al); return;
-      default:
-        for (Index u = 0; u < w; ++u) a[u] = act(a[u]);
-    }
+    activate(act, v);
   }
-  // d = d * act'(a) at y = act(clip(a)), zero where the pre-activation was clipped
+  // d = d * act'(a) at y = act(clip(a)) over w values, zero where the pre-activation was clipped (its output at
+  // a bound)
   void backward(const S* y, S* d, Index w) const {
+    times_derivative(act, view(d, 1, w), view(y, 1, w));
+    if (!clipped) return;
     const auto yv = view(y, 1, w).array();
     auto dv = view(d, 1, w).array();
-    const S al = static_cast<S>(act.alpha), be = static_cast<S>(act.beta);
-    switch (act.kind) {
-      case Act::tanh: dv *= S(1) - yv * yv; break;
-      case Act::sigmoid: dv *= yv * (S(1) - yv); break;
-      case Act::relu: dv *= (yv > S(0)).template cast<S>(); break;
-      case Act::linear: break;
-      case Act::hard_sigmoid: dv *= ((yv > S(0)) && (yv < S(1))).template cast<S>() * al; break;
-      case Act::softsign: dv *= (S(1) - yv.abs()) * (S(1) - yv.abs()); break;
-      case Act::elu: dv = (yv >= S(0)).select(dv, dv * (yv + al)); break;
-      case Act::selu: dv = (yv > S(0)).select(dv * be, dv * (yv + be * al)); break;
-      case Act::affine: dv *= al; break;
-      case Act::leaky_relu: dv = (yv >= S(0)).select(dv, dv * al); break;
-      default:
-        for (Index u = 0; u < w; ++u) d[u] *= act.grad(y[u]);
-    }
-    if (clipped) dv = ((yv == hi) || (yv == lo)).select(S(0), dv);
+    dv = (yv == hi || yv == lo).select(S(0), dv);
   }
 };
 
